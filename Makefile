@@ -1,0 +1,36 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both build .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+DEMO_OUT ?= output/demo
+
+.PHONY: setup demo test test-slow data bench clean-venv
+
+setup:
+	@VENV=$(VENV) bash tools/setup_env.sh
+
+## Render the embedded DensePose-COCO splits (cached under $$DETECTRON2_DATASETS, default ./datasets).
+data: setup
+	$(PY) -m densepose_ext.data.prepare
+
+## Set everything up, render the embedded data and look at it.
+demo: data
+	$(PY) tools/visualize_data.py --dataset densepose_embedded_val --num 12 --cols 4 \
+	    --out $(DEMO_OUT)/embedded_val_grid.png
+	@echo "demo: overlay grid written to $(DEMO_OUT)/embedded_val_grid.png"
+
+## Fast test suite (CPU, a few minutes).
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## Slow end-to-end tests as well.
+test-slow: setup
+	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+## Speed benchmarks (json on stdout).
+bench: setup
+	$(PY) tools/benchmark_render.py
+	$(PY) tools/benchmark_geodesics.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from .cache import atomic_write, cache_dir
+
+__all__ = ["atomic_write", "cache_dir"]
