@@ -1,0 +1,537 @@
+"""Procedural SMPL-format body template: geometry, skinning, joint regressor and shape space.
+
+The surface is the zero level set of a smooth union of round cones and ellipsoids laid along
+the SMPL skeleton, meshed by marching cubes on the person's left half (x >= 0) and mirrored, so
+the mesh is exactly left-right symmetric, closed and manifold. Coordinates: metres, y up, the
+body faces +z, the person's left is +x, the **pelvis joint is at the origin** (soles at about
+y = -0.95). The model has no pose correctives (``posedirs`` is zero).
+"""
+import hashlib
+import logging
+import pickle
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import nnls
+
+from . import pose as _pose
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BodyTemplate", "build_template", "get_template", "template_cache_path",
+           "TEMPLATE_VERSION", "SKELETON", "body_field"]
+
+#: bump by hand for changes the source hash would not see (e.g. dependency behaviour)
+TEMPLATE_VERSION = "1"
+NUM_BETAS = 10
+NUM_POSE_BASIS = 207
+GRID_SPACING = 0.0215  # marching-cubes voxel (m); sets the vertex count (~5000)
+_EPS = 1e-12
+
+
+@dataclass
+class BodyTemplate:
+    """The body model in SMPL layout plus our DensePose part labels and symmetry."""
+
+    vertices: np.ndarray  # (N, 3) float64 rest pose (T-pose)
+    faces: np.ndarray  # (F, 3) int64, outward (counter-clockwise seen from outside)
+    joints: np.ndarray  # (24, 3) float64 == J_regressor @ vertices
+    parents: np.ndarray  # (24,) int64, SMPL tree, -1 for the root
+    weights: np.ndarray  # (N, 24) float64 LBS weights, rows sum to 1
+    J_regressor: np.ndarray  # (24, N) float64, rows >= 0 summing to 1
+    shapedirs: np.ndarray  # (N, 3, 10) float64 shape blend directions (per unit beta)
+    posedirs: np.ndarray  # (N, 3, 207) float64, all zero: no pose correctives
+    face_part: np.ndarray  # (F,) int64 DensePose fine part 1..24
+    mirror: np.ndarray  # (N,) int64: vertices[mirror] == vertices * [-1, 1, 1]
+    face_mirror: np.ndarray  # (F,) int64: the mirror image of face f is face face_mirror[f]
+    keypoint_vertices: Dict[str, int] = field(default_factory=dict)  # face landmarks etc.
+    version: str = ""
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if not state["posedirs"].any():  # all zero: do not store 25 MB of zeros in the cache
+            state["posedirs"] = state["posedirs"].shape
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["posedirs"], tuple):
+            state["posedirs"] = np.zeros(state["posedirs"])
+        self.__dict__.update(state)
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def height(self) -> float:
+        """Rest-pose height (m): top of the head to the soles."""
+        return float(np.ptp(self.vertices[:, 1]))
+
+
+# ----------------------------------------------------------------------------- skeleton
+# Designed joint positions (left and centre joints; right = mirrored), metres, soles at y = 0.
+_LEFT_AND_CENTRE_JOINTS: Dict[str, Tuple[float, float, float]] = {
+    "pelvis": (0.0, 0.950, -0.005),
+    "left_hip": (0.088, 0.870, -0.005),
+    "spine1": (0.0, 1.060, -0.015),
+    "left_knee": (0.104, 0.490, 0.005),
+    "spine2": (0.0, 1.185, -0.015),
+    "left_ankle": (0.118, 0.085, -0.025),
+    "spine3": (0.0, 1.250, -0.010),
+    "left_foot": (0.126, 0.025, 0.105),
+    "neck": (0.0, 1.470, -0.025),
+    "left_collar": (0.075, 1.395, -0.015),
+    "head": (0.0, 1.575, 0.000),
+    "left_shoulder": (0.185, 1.405, -0.025),
+    "left_elbow": (0.445, 1.405, -0.030),
+    "left_wrist": (0.680, 1.405, -0.025),
+    "left_hand": (0.770, 1.400, -0.025),
+}
+
+
+def _skeleton() -> np.ndarray:
+    """(24, 3) designed joint positions (soles at y = 0), exactly mirror symmetric."""
+    joints = np.zeros((_pose.NUM_JOINTS, 3))
+    for j, name in enumerate(_pose.JOINT_NAMES):
+        if name.startswith("right_"):
+            joints[j] = np.array(_LEFT_AND_CENTRE_JOINTS[name.replace("right_", "left_")])
+            joints[j, 0] *= -1.0
+        else:
+            joints[j] = _LEFT_AND_CENTRE_JOINTS[name]
+    return joints
+
+
+#: (24, 3) designed skeleton, soles at y = 0 (the template is shifted so the pelvis is at 0)
+SKELETON = _skeleton()
+
+
+# ----------------------------------------------------------------------------- primitives
+@dataclass(frozen=True)
+class _Primitive:
+    """One solid of the body: a round cone (a->b, radii ra->rb) or an ellipsoid (centre a)."""
+
+    kind: str  # "cone" | "ellipsoid"
+    a: Tuple[float, float, float]
+    b: Tuple[float, float, float]  # cone end, or ellipsoid radii
+    ra: float = 0.0
+    rb: float = 0.0
+    blend: float = 0.02  # smooth-union radius (m) with what came before
+
+
+def _mirror_point(p: Tuple[float, float, float]) -> Tuple[float, float, float]:
+    return (-p[0], p[1], p[2])
+
+
+def _primitives() -> List[_Primitive]:
+    """The solids of the body, centre ones once, left ones followed by their mirror images."""
+    J = {n: tuple(SKELETON[i]) for i, n in enumerate(_pose.JOINT_NAMES)}
+    E, C = "ellipsoid", "cone"
+    centre = [
+        _Primitive(E, (0.0, 0.935, -0.012), (0.165, 0.125, 0.110), blend=0.0),  # pelvis
+        _Primitive(E, (0.0, 1.075, -0.004), (0.145, 0.150, 0.102), blend=0.07),  # abdomen
+        _Primitive(E, (0.0, 1.265, -0.010), (0.168, 0.150, 0.110), blend=0.07),  # chest
+        _Primitive(E, (0.0, 1.370, -0.022), (0.165, 0.070, 0.088), blend=0.05),  # upper chest
+        _Primitive(C, (0.0, 1.400, -0.030), (0.0, 1.560, -0.008), 0.058, 0.050, 0.04),  # neck
+        _Primitive(E, (0.0, 1.640, 0.008), (0.077, 0.104, 0.095), blend=0.03),  # cranium
+        _Primitive(E, (0.0, 1.588, 0.038), (0.058, 0.052, 0.060), blend=0.03),  # jaw
+        _Primitive(E, (0.0, 1.628, 0.100), (0.014, 0.024, 0.018), blend=0.015),  # nose
+    ]
+    left = [
+        _Primitive(E, (0.074, 1.635, 0.000), (0.014, 0.028, 0.020), blend=0.012),  # ear
+        _Primitive(C, (0.070, 1.395, -0.025), (0.175, 1.405, -0.025), 0.060, 0.055, 0.05),
+        _Primitive(C, J["left_shoulder"], J["left_elbow"], 0.052, 0.039, 0.04),  # upper arm
+        _Primitive(C, J["left_elbow"], J["left_wrist"], 0.037, 0.027, 0.02),  # lower arm
+        _Primitive(E, (0.757, 1.398, -0.025), (0.085, 0.022, 0.047), blend=0.02),  # mitten
+        _Primitive(C, (0.710, 1.393, 0.012), (0.765, 1.391, 0.058), 0.015, 0.013, 0.015),
+        _Primitive(E, (0.065, 0.905, -0.065), (0.080, 0.085, 0.065), blend=0.04),  # buttock
+        _Primitive(C, J["left_hip"], J["left_knee"], 0.087, 0.055, 0.04),  # thigh
+        _Primitive(C, J["left_knee"], J["left_ankle"], 0.052, 0.035, 0.02),  # shin
+        _Primitive(E, (0.106, 0.355, -0.020), (0.048, 0.105, 0.050), blend=0.03),  # calf
+        _Primitive(C, (0.118, 0.040, -0.045), (0.130, 0.028, 0.150), 0.040, 0.028, 0.025),
+    ]
+    out = list(centre)
+    for p in left:
+        out.append(p)
+    for p in left:
+        if p.kind == C:
+            out.append(_Primitive(C, _mirror_point(p.a), _mirror_point(p.b), p.ra, p.rb, p.blend))
+        else:
+            out.append(_Primitive(E, _mirror_point(p.a), p.b, blend=p.blend))
+    return out
+
+
+def _sd_primitive(p: _Primitive, pts: np.ndarray) -> np.ndarray:
+    """Approximate signed distance (negative inside) of points (P, 3) to one primitive."""
+    a = np.asarray(p.a)
+    if p.kind == "ellipsoid":
+        r = np.asarray(p.b)
+        q = pts - a
+        k0 = np.linalg.norm(q / r, axis=1)
+        k1 = np.linalg.norm(q / (r * r), axis=1)
+        return k0 * (k0 - 1.0) / np.maximum(k1, _EPS)
+    b = np.asarray(p.b)
+    ba = b - a
+    t = np.clip((pts - a) @ ba / float(ba @ ba), 0.0, 1.0)
+    d = np.linalg.norm(pts - a - t[:, None] * ba, axis=1)
+    return d - (p.ra + (p.rb - p.ra) * t)
+
+
+def _smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Polynomial smooth minimum with blend radius ``k`` (plain min when k == 0)."""
+    if k <= 0:
+        return np.minimum(a, b)
+    h = np.maximum(k - np.abs(a - b), 0.0) / k
+    return np.minimum(a, b) - h * h * k * 0.25
+
+
+def body_field(pts: np.ndarray) -> np.ndarray:
+    """Signed body field at points (P, 3) in soles-at-0 coordinates (negative inside)."""
+    prims = _primitives()
+    d = _sd_primitive(prims[0], pts)
+    for p in prims[1:]:
+        d = _smin(d, _sd_primitive(p, pts), p.blend)
+    return d
+
+
+# ----------------------------------------------------------------------------- meshing
+def _mesh_symmetric(spacing: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Marching cubes on the x >= 0 half, mirrored and welded on the x = 0 plane.
+
+    Returns vertices, faces, the vertex mirror permutation and ``F_half``: faces
+    ``[0, F_half)`` lie on the left (x >= 0), face ``f + F_half`` is the mirror of face ``f``.
+    """
+    from skimage.measure import marching_cubes
+
+    lo = np.array([0.0, -0.03, -0.20])
+    hi = np.array([0.90, 1.80, 0.26])
+    n = np.ceil((hi - lo) / spacing).astype(int) + 1
+    axes = [lo[i] + spacing * np.arange(n[i]) for i in range(3)]
+    X, Y, Z = np.meshgrid(*axes, indexing="ij")
+    vol = body_field(np.stack([X.ravel(), Y.ravel(), Z.ravel()], 1)).reshape(X.shape)
+    verts, faces, _, _ = marching_cubes(vol, level=0.0, spacing=(spacing,) * 3,
+                                        allow_degenerate=False)
+    verts = verts + lo
+    on_plane = verts[:, 0] == 0.0
+    # orient outward: the closed full mesh must have positive signed volume; the half's
+    # contribution has the same sign (the mirrored half adds the same amount)
+    tri = verts[faces]
+    if np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() < 0:
+        faces = faces[:, ::-1]
+    nh = len(verts)
+    # mirrored copy: plane vertices are shared, the others get new indices
+    mirror_idx = np.where(on_plane, np.arange(nh), nh + np.cumsum(~on_plane) - 1)
+    right = verts[~on_plane] * np.array([-1.0, 1.0, 1.0])
+    all_verts = np.concatenate([verts, right], 0)
+    faces_r = mirror_idx[faces][:, ::-1]
+    all_faces = np.concatenate([faces, faces_r], 0).astype(np.int64)
+    mirror = np.concatenate([mirror_idx, np.nonzero(~on_plane)[0]]).astype(np.int64)
+    return all_verts, all_faces, mirror, len(faces)
+
+
+def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals."""
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    vn = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(vn, f[:, k], fn)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), _EPS)
+
+
+def _adjacency(f: np.ndarray, n: int) -> sparse.csr_matrix:
+    """Symmetric 0/1 vertex adjacency matrix of a triangle mesh."""
+    i = np.concatenate([f[:, 0], f[:, 1], f[:, 2], f[:, 1], f[:, 2], f[:, 0]])
+    j = np.concatenate([f[:, 1], f[:, 2], f[:, 0], f[:, 0], f[:, 1], f[:, 2]])
+    a = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr()
+    a.data[:] = 1.0
+    return a
+
+
+def _project_to_surface(v: np.ndarray, steps: int = 3) -> np.ndarray:
+    """Newton steps along the field gradient onto the zero level set."""
+    e = 1e-4
+    for _ in range(steps):
+        d = body_field(v)
+        g = np.stack([(body_field(v + e * ax) - body_field(v - e * ax)) / (2 * e)
+                      for ax in np.eye(3)], 1)
+        v = v - (d / np.maximum((g * g).sum(1), _EPS))[:, None] * g
+    return v
+
+
+def _relax(v: np.ndarray, f: np.ndarray, mirror: np.ndarray, iterations: int,
+           spacing: float) -> np.ndarray:
+    """Tangential Laplacian relaxation + reprojection: evens out marching-cubes slivers.
+
+    The result stays exactly mirror symmetric; vertices keep their side of the x = 0 plane.
+    """
+    adj = _adjacency(f, len(v))
+    deg = np.asarray(adj.sum(1)).ravel()
+    s = np.array([-1.0, 1.0, 1.0])
+    x_floor = np.where(v[:, 0] > 0, np.minimum(np.abs(v[:, 0]), 0.3 * spacing) * 0.5, -np.inf)
+    x_ceil = np.where(v[:, 0] < 0, -np.minimum(np.abs(v[:, 0]), 0.3 * spacing) * 0.5, np.inf)
+    plane = v[:, 0] == 0.0
+    for _ in range(iterations):
+        n = _vertex_normals(v, f)
+        d = adj @ v / deg[:, None] - v
+        d -= (d * n).sum(1, keepdims=True) * n
+        v = _project_to_surface(v + 0.5 * d)
+        v[:, 0] = np.clip(v[:, 0], x_floor, x_ceil)
+        v[plane, 0] = 0.0
+        v = 0.5 * (v + v[mirror] * s)
+    return v
+
+
+# ----------------------------------------------------------------------------- skinning
+def _bones() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per joint the bone segment it rotates (start, end (24, 3)) and a nominal radius (24,)."""
+    J = SKELETON
+    idx = {n: i for i, n in enumerate(_pose.JOINT_NAMES)}
+    start, end = J.copy(), J.copy()
+    radius = np.zeros(len(J))
+    # centre / left definitions: (end point, radius); right side mirrored below
+    spec = {
+        "pelvis": (None, 0.10), "spine1": (J[idx["spine2"]], 0.12),
+        "spine2": (J[idx["spine3"]], 0.13), "spine3": (J[idx["neck"]], 0.12),
+        "neck": (J[idx["head"]], 0.055), "head": (np.array([0.0, 1.70, 0.01]), 0.085),
+        "left_hip": (J[idx["left_knee"]], 0.070), "left_knee": (J[idx["left_ankle"]], 0.045),
+        "left_ankle": (J[idx["left_foot"]], 0.040),
+        "left_foot": (np.array([0.130, 0.028, 0.170]), 0.028),
+        "left_collar": (J[idx["left_shoulder"]], 0.060),
+        "left_shoulder": (J[idx["left_elbow"]], 0.045),
+        "left_elbow": (J[idx["left_wrist"]], 0.032), "left_wrist": (J[idx["left_hand"]], 0.025),
+        "left_hand": (np.array([0.835, 1.398, -0.025]), 0.022),
+    }
+    for name, (e, r) in spec.items():
+        i = idx[name]
+        radius[i] = r
+        if name == "pelvis":  # the pelvic girdle: a segment between the hips
+            start[i] = J[idx["left_hip"]] * [-1, 1, 1] + [0, 0.03, 0]
+            end[i] = J[idx["left_hip"]] + [0, 0.03, 0]
+        else:
+            end[i] = e
+        if name.startswith("left_"):
+            k = idx[name.replace("left_", "right_")]
+            start[k], end[k], radius[k] = start[i] * [-1, 1, 1], end[i] * [-1, 1, 1], r
+    return start, end, radius
+
+
+def _project_on_bones(v: np.ndarray, start: np.ndarray, end: np.ndarray
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """Closest points on every bone (N, 24, 3) and their bone parameters t in [0, 1] (N, 24)."""
+    d = end - start
+    t = np.einsum("njk,jk->nj", v[:, None, :] - start[None], d) / np.maximum((d * d).sum(1), _EPS)
+    t = np.clip(t, 0.0, 1.0)
+    return start[None] + t[..., None] * d[None], t
+
+
+def _skinning_weights(v: np.ndarray, f: np.ndarray, mirror: np.ndarray, blend: float = 0.05,
+                      smooth_iterations: int = 6) -> np.ndarray:
+    """Smooth LBS weights (N, 24) from surface distances to the bones, compact support.
+
+    A bone gets weight phi((d - d_min) / blend) with d the distance to the bone minus its
+    (tapered) radius and phi(t) = (1 - t)^2 (1 + 2 t) on [0, 1], 0 beyond; a few rounds of mesh
+    averaging then soften the seams. Far-away bones keep exactly zero weight (so the other
+    side of the body never follows a limb).
+    """
+    start, end, radius = _bones()
+    proj, t = _project_on_bones(v, start, end)
+    r_end = radius.copy()
+    r_end[_pose.JOINT_NAMES.index("spine3")] = 0.07  # the chest narrows into the neck
+    r = radius[None] + t * (r_end - radius)[None]
+    d = np.linalg.norm(v[:, None, :] - proj, axis=2) - r
+    t = np.clip((d - d.min(1, keepdims=True)) / blend, 0.0, 1.0)
+    w = (1.0 - t) ** 2 * (1.0 + 2.0 * t)
+    w = w / w.sum(1, keepdims=True)
+    adj = _adjacency(f, len(v))
+    deg = np.asarray(adj.sum(1)).ravel()[:, None]
+    for _ in range(smooth_iterations):
+        w = 0.5 * w + 0.5 * (adj @ w) / deg
+    w = 0.5 * (w + w[mirror][:, _pose.MIRROR_JOINTS])
+    return w / w.sum(1, keepdims=True)
+
+
+def _joint_regressor(v: np.ndarray, mirror: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """(24, N) non-negative, row-normalised weights over nearby vertices reproducing ``joints``.
+
+    For each joint: NNLS over its k nearest surface vertices with a sum-to-one row and a small
+    pull towards uniform weights (so a joint depends on a ring, not on two vertices); k grows
+    until the joint is reproduced to 1e-4 m. Right joints reuse the mirrored left rows.
+    """
+    n = len(v)
+    reg = np.zeros((len(joints), n))
+    for j, name in enumerate(_pose.JOINT_NAMES):
+        if name.startswith("right_"):
+            continue
+        dist = np.linalg.norm(v - joints[j], axis=1)
+        for k in (24, 48, 96, 192, 384):
+            nb = np.argsort(dist, kind="stable")[:k]
+            s, mu = 100.0, 1e-2
+            a = np.concatenate([s * v[nb].T, s * np.ones((1, k)), mu * np.eye(k)], 0)
+            b = np.concatenate([s * joints[j], [s], np.full(k, mu / k)])
+            w, _ = nnls(a, b, maxiter=50 * k)
+            w = w / w.sum()
+            if np.linalg.norm(w @ v[nb] - joints[j]) < 1e-4:
+                break
+        else:
+            raise RuntimeError(f"joint regressor: cannot reproduce joint {name}")
+        reg[j, nb] = w
+        if name.startswith("left_"):
+            reg[_pose.MIRROR_JOINTS[j], mirror] = reg[j]
+        else:
+            reg[j] = 0.5 * (reg[j] + reg[j, mirror])
+    return reg
+
+
+# ----------------------------------------------------------------------------- shape space
+def _descendants(j: int) -> np.ndarray:
+    """Boolean mask of joint ``j`` and all joints below it in the tree."""
+    mask = np.zeros(_pose.NUM_JOINTS, dtype=bool)
+    mask[j] = True
+    for k in range(_pose.NUM_JOINTS):  # parents precede children in SMPL order
+        if _pose.PARENTS[k] >= 0 and mask[_pose.PARENTS[k]]:
+            mask[k] = True
+    return mask
+
+
+def _shape_directions(v: np.ndarray, w: np.ndarray, mirror: np.ndarray) -> np.ndarray:
+    """(N, 3, 10) smooth shape directions per unit beta (betas in [-3, 3] stay plausible).
+
+    0 overall size (height), 1 girth / weight, 2 limb length, 3 shoulder width, 4 hip width,
+    5 belly, 6 leg-to-torso proportion, 7 head size, 8 chest depth, 9 limb muscularity.
+    Built from joint displacements interpolated along the bones and radial offsets from the
+    bone axes, both blended by the skinning weights, so each direction is smooth.
+    """
+    idx = {n: i for i, n in enumerate(_pose.JOINT_NAMES)}
+    J = SKELETON
+    start, end, _ = _bones()
+    proj, t = _project_on_bones(v, start, end)
+    radial = v[:, None, :] - proj  # (N, 24, 3) offset from each bone axis
+    children = {j: [k for k in range(24) if _pose.PARENTS[k] == j] for j in range(24)}
+
+    def follow(D: np.ndarray) -> np.ndarray:
+        """Vertex field of joint displacements D (24, 3), interpolated along each bone."""
+        E = np.stack([D[children[j][0]] if len(children[j]) == 1 else D[j] for j in range(24)])
+        per_bone = D[None] + t[..., None] * (E - D)[None]
+        return np.einsum("nj,njk->nk", w, per_bone)
+
+    def swell(gain: np.ndarray, axes=(1.0, 1.0, 1.0)) -> np.ndarray:
+        """Radial growth away from the bone axes with per-joint gains (24,)."""
+        return np.einsum("nj,njk->nk", w * gain[None], radial) * np.asarray(axes)
+
+    def gains(**kw: float) -> np.ndarray:
+        g = np.zeros(24)
+        for name, val in kw.items():
+            for side in ("left_", "right_", ""):
+                if side + name in idx:
+                    g[idx[side + name]] = val
+        return g
+
+    def lengthen(names: Tuple[str, ...], frac: float) -> np.ndarray:
+        """Joint displacements when the bones starting at ``names`` grow by ``frac``."""
+        D = np.zeros((24, 3))
+        for name in names:
+            for side in ("left_", "right_"):
+                j = idx[side + name]
+                child = children[j][0]
+                D[_descendants(child)] += frac * (J[child] - J[j])
+        return D
+
+    dirs = np.zeros((len(v), 3, NUM_BETAS))
+    dirs[:, :, 0] = 0.03 * v  # uniform size about the soles' centre: +-9 % at beta = +-3
+    torso_g = gains(pelvis=1.0, spine1=1.2, spine2=1.1, spine3=0.9, neck=0.5, collar=0.7,
+                    hip=0.9, knee=0.7, shoulder=0.8, elbow=0.7, head=0.15, ankle=0.3,
+                    wrist=0.3, foot=0.2, hand=0.2)
+    dirs[:, :, 1] = swell(0.07 * torso_g)
+    dirs[:, :, 2] = follow(lengthen(("shoulder", "elbow", "hip", "knee"), 0.025))
+    D = np.zeros((24, 3))
+    D[_descendants(idx["left_shoulder"])] = [0.012, 0, 0]
+    D[_descendants(idx["right_shoulder"])] = [-0.012, 0, 0]
+    dirs[:, :, 3] = follow(D) + swell(0.08 * gains(spine3=1.0, collar=1.0), (1.0, 0.0, 0.0))
+    D = np.zeros((24, 3))
+    D[_descendants(idx["left_hip"])] = [0.008, 0, 0]
+    D[_descendants(idx["right_hip"])] = [-0.008, 0, 0]
+    dirs[:, :, 4] = follow(D) + swell(0.09 * gains(pelvis=1.0, hip=0.6), (1.0, 0.2, 0.3))
+    front = np.clip(swell(gains(spine1=1.0, spine2=0.8, pelvis=0.5), (0, 0, 1.0)), 0, None)
+    dirs[:, :, 5] = 0.12 * front
+    D = lengthen(("hip", "knee"), 0.02)
+    for name in ("spine1", "spine2", "spine3", "neck"):
+        j = idx[name]
+        D[_descendants(children[j][0])] -= 0.04 * (J[children[j][0]] - J[j])
+    dirs[:, :, 6] = follow(D)
+    head_c = np.array([0.0, 1.63, 0.01])
+    dirs[:, :, 7] = 0.035 * (v - head_c) * (w[:, [idx["head"]]] + 0.5 * w[:, [idx["neck"]]])
+    dirs[:, :, 8] = swell(0.06 * gains(spine2=1.0, spine3=1.0, spine1=0.5), (0.2, 0.0, 1.0))
+    dirs[:, :, 9] = swell(0.06 * gains(shoulder=1.0, elbow=0.8, hip=0.8, knee=1.0))
+    # keep the soles on the floor (first order) and make every direction exactly symmetric
+    soles = v[:, 1] < 0.01
+    dirs[:, 1, 1:] -= dirs[soles, 1, 1:].mean(0)
+    s = np.array([-1.0, 1.0, 1.0])[None, :, None]
+    return 0.5 * (dirs + dirs[mirror] * s)
+
+
+# ----------------------------------------------------------------------------- assembly
+def _source_hash() -> str:
+    """Hash of the code that defines the template: any edit gives a new cache file."""
+    h = hashlib.sha1(TEMPLATE_VERSION.encode())
+    here = Path(__file__).resolve().parent
+    for name in ("template.py", "parts.py", "pose.py", "keypoints.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def build_template(spacing: float = GRID_SPACING, relax_iterations: int = 10) -> BodyTemplate:
+    """Build the body template from scratch (deterministic; a few seconds)."""
+    from .keypoints import face_landmark_vertices
+    from .parts import assign_face_parts
+
+    v, f, mirror, f_half = _mesh_symmetric(spacing)
+    v = _relax(v, f, mirror, relax_iterations, spacing)
+    face_mirror = np.concatenate([np.arange(f_half) + f_half, np.arange(f_half)])
+    face_part = assign_face_parts(v, f, SKELETON, face_mirror)
+    weights = _skinning_weights(v, f, mirror)
+    reg = _joint_regressor(v, mirror, SKELETON)
+    shapedirs = _shape_directions(v, weights, mirror)
+    joints = reg @ v
+    shift = np.array([0.0, joints[0, 1], joints[0, 2]])  # pelvis joint -> origin
+    v = v - shift
+    joints = reg @ v
+    joints[:, 0] = np.where(_pose.MIRROR_JOINTS == np.arange(24), 0.0, joints[:, 0])
+    landmarks = face_landmark_vertices(v, mirror, joints[_pose.JOINT_NAMES.index("head")])
+    return BodyTemplate(
+        vertices=v, faces=f.astype(np.int64), joints=joints, parents=_pose.PARENTS.copy(),
+        weights=weights, J_regressor=reg, shapedirs=shapedirs,
+        posedirs=np.zeros((len(v), 3, NUM_POSE_BASIS)), face_part=face_part,
+        mirror=mirror, face_mirror=face_mirror.astype(np.int64),
+        keypoint_vertices=landmarks, version=f"{TEMPLATE_VERSION}-{_source_hash()}",
+    )
+
+
+def template_cache_path() -> Path:
+    """Cache file of the current template code version."""
+    from ..utils import cache_dir
+
+    return cache_dir() / "body" / f"template_v{TEMPLATE_VERSION}_{_source_hash()}.pkl"
+
+
+@lru_cache(maxsize=1)
+def get_template() -> BodyTemplate:
+    """The body template, built once and cached on disk (pickled, written atomically)."""
+    from ..utils import atomic_write
+
+    path = template_cache_path()
+    if path.exists():
+        try:
+            with open(path, "rb") as fh:
+                tpl = pickle.load(fh)
+            if isinstance(tpl, BodyTemplate):
+                return tpl
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+            logger.warning("Ignoring unreadable body template cache %s (%s)", path, e)
+    logger.info("Building the body template (cached at %s)", path)
+    tpl = build_template()
+    with atomic_write(path, "wb") as fh:
+        pickle.dump(tpl, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return tpl
