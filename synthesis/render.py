@@ -1,0 +1,261 @@
+"""Render the embedded DensePose-COCO dataset: images, exact dense IUV and annotations.
+
+Layout written under ``out_dir``::
+
+    images/000001.jpg        RGB images
+    dense/000001.npz         I uint8 (H,W), U, V float32 (H,W), instance int32 (H,W)
+                             (annotation id, 0 = background or person without a record)
+    annotations.json         COCO dict: info, licenses, images (+ camera), annotations,
+                             categories (person with COCO keypoints and skeleton)
+    .parts/params.json       rendering parameters (a resumed run must use the same)
+    .parts/000001.json       per-image fragment: image record + its annotations
+
+Image ``i`` (1-based id) is drawn from ``np.random.default_rng([seed, i - 1])`` so any image
+can be re-rendered alone. Each finished image writes its files atomically, the fragment last,
+so an interrupted run resumes where it stopped; annotations.json is assembled from the
+fragments in id order with sorted keys, so the same seed gives a byte-identical file.
+
+CLI: ``python -m synthesis.render --out DIR --num-images N --seed S [--width W --height H
+--max-people P --workers K]``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import multiprocessing as mp
+import sys
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from densepose_ext.utils import atomic_write
+
+from .annotate import MAX_PEOPLE_PER_IMAGE, annotate_scene, dense_maps
+from .rasterize import rasterize
+from .scene import BodyAssets, load_body_assets, sample_scene
+from .texture import Lighting, compose_image, render_background, sample_outfit, shade_people
+
+__all__ = ["RENDERER_VERSION", "RenderParamsMismatch", "render_image", "render_dataset", "main"]
+
+RENDERER_VERSION = "1"
+
+
+class RenderParamsMismatch(ValueError):
+    """A resumed dataset directory was started with different rendering parameters."""
+
+
+class FragmentError(ValueError):
+    """A per-image fragment of a dataset directory cannot be read."""
+
+
+@contextlib.contextmanager
+def _torch_single_thread() -> Iterator[None]:
+    """Compute with one torch thread (restored afterwards): results then do not depend on
+    the caller's thread settings, so the same seed gives the same bytes everywhere."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def render_image(index: int, seed: int, width: int, height: int, max_people: int,
+                 body: Optional[BodyAssets] = None) -> Tuple[np.ndarray, Dict[str, np.ndarray], Dict, List[Dict]]:
+    """Render image ``index`` (0-based; image id = index + 1).
+
+    Returns the RGB image (H,W,3) uint8, the dense maps {I, U, V, instance}, the COCO image
+    record (without file name) and the annotation records.
+    """
+    body = body if body is not None else load_body_assets()
+    with _torch_single_thread():
+        return _render_image(index, seed, width, height, max_people, body)
+
+
+def _render_image(index: int, seed: int, width: int, height: int, max_people: int,
+                  body: BodyAssets) -> Tuple[np.ndarray, Dict[str, np.ndarray], Dict, List[Dict]]:
+    rng = np.random.default_rng([int(seed), int(index)])
+    image_id = int(index) + 1
+    scene = sample_scene(rng, body, width, height, max_people)
+    frags = rasterize([p.vertices for p in scene.people], body.faces, scene.camera)
+    outfits = [sample_outfit(rng) for _ in scene.people]
+    light = Lighting.sample(rng)
+    eyes = [int(body.keypoint_vertex[i]) for i, n in enumerate(body.keypoint_names)
+            if n.endswith("_eye") and body.keypoint_vertex[i] >= 0]
+    people_rgb = shade_people(frags, [p.vertices for p in scene.people], body.faces, body.regions,
+                              outfits, scene.camera, light, eye_vertices=eyes)
+    background = render_background(rng, scene.camera, scene.ground_xz())
+    rgb = compose_image(rng, background, people_rgb, frags.foreground)
+    maps = dense_maps(frags, body)
+    records, instance = annotate_scene(rng, scene, frags, maps, body, image_id)
+    cam = scene.camera
+    image = {"id": image_id, "width": int(width), "height": int(height),
+             "camera": {"K": np.round(cam.K, 6).tolist(), "R": np.round(cam.R, 9).tolist(),
+                        "t": np.round(cam.t, 9).tolist()}}
+    dense = {"I": maps.I, "U": maps.U, "V": maps.V, "instance": instance}
+    return rgb, dense, image, records
+
+
+def _file_stem(image_id: int) -> str:
+    return f"{image_id:06d}"
+
+
+def _params(seed: int, width: int, height: int, max_people: int, jpeg_quality: int, body: BodyAssets) -> Dict:
+    return {"seed": int(seed), "width": int(width), "height": int(height), "max_people": int(max_people),
+            "jpeg_quality": int(jpeg_quality), "renderer_version": RENDERER_VERSION, "body": body.fingerprint}
+
+
+def _dump(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def _render_and_write(out_dir: Path, index: int, seed: int, width: int, height: int, max_people: int,
+                      jpeg_quality: int) -> int:
+    """Render one image and write image, dense maps and fragment (in that order) atomically."""
+    rgb, dense, image, records = render_image(index, seed, width, height, max_people)
+    stem = _file_stem(image["id"])
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    if not ok:
+        raise RuntimeError(f"render: JPEG encoding of image {image['id']} failed")
+    with atomic_write(out_dir / "images" / f"{stem}.jpg", "wb") as f:
+        f.write(buf.tobytes())
+    npz = io.BytesIO()
+    np.savez_compressed(npz, **dense)
+    with atomic_write(out_dir / "dense" / f"{stem}.npz", "wb") as f:
+        f.write(npz.getvalue())
+    image["file_name"] = f"{stem}.jpg"
+    with atomic_write(out_dir / ".parts" / f"{stem}.json", "wb") as f:
+        f.write(_dump({"image": image, "annotations": records}))
+    return image["id"]
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _worker(args: Tuple) -> int:
+    return _render_and_write(*args)
+
+
+def _is_done(out_dir: Path, image_id: int) -> bool:
+    stem = _file_stem(image_id)
+    return all(p.is_file() for p in (out_dir / ".parts" / f"{stem}.json", out_dir / "images" / f"{stem}.jpg",
+                                     out_dir / "dense" / f"{stem}.npz"))
+
+
+def _check_params(out_dir: Path, params: Dict) -> None:
+    path = out_dir / ".parts" / "params.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise RenderParamsMismatch(f"{path}: unreadable rendering parameters ({e})") from e
+        diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
+        if diff:
+            desc = ", ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise RenderParamsMismatch(
+                f"{out_dir}: this dataset directory was rendered with other parameters ({desc}); "
+                f"use a new directory or the same parameters to resume")
+    else:
+        with atomic_write(path, "wb") as f:
+            f.write(_dump(params))
+
+
+def _load_fragment(out_dir: Path, image_id: int) -> Dict:
+    path = out_dir / ".parts" / f"{_file_stem(image_id)}.json"
+    try:
+        frag = json.loads(path.read_bytes())
+        if frag["image"]["id"] != image_id:
+            raise ValueError(f"holds image id {frag['image']['id']}, expected {image_id}")
+        return frag
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FragmentError(f"{path}: bad fragment of image {image_id} ({e}); delete it to re-render") from e
+
+
+def assemble_annotations(out_dir: Path, num_images: int, body: BodyAssets, params: Dict) -> Path:
+    """Write annotations.json from the fragments of images 1..num_images (atomic, stable)."""
+    images, annotations = [], []
+    for image_id in range(1, num_images + 1):
+        frag = _load_fragment(out_dir, image_id)
+        images.append(frag["image"])
+        annotations.extend(frag["annotations"])
+    coco = {
+        "info": {"description": "densepose_ext embedded DensePose-COCO (procedurally rendered)",
+                 "version": RENDERER_VERSION, "seed": params["seed"], "width": params["width"],
+                 "height": params["height"], "max_people": params["max_people"], "body": params["body"],
+                 "num_images": int(num_images)},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "person", "supercategory": "person",
+                        "keypoints": list(body.keypoint_names), "skeleton": body.skeleton}],
+    }
+    path = out_dir / "annotations.json"
+    with atomic_write(path, "wb") as f:
+        f.write(_dump(coco))
+    return path
+
+
+def render_dataset(out_dir, num_images: int, seed: int, width: int = 256, height: int = 256,
+                   max_people: int = 4, jpeg_quality: int = 95, progress: bool = True,
+                   workers: int = 1) -> Path:
+    """Render (or resume rendering) a dataset of ``num_images`` images; returns annotations.json.
+
+    A directory can be extended later with more images (same other parameters).
+    """
+    if num_images < 1:
+        raise ValueError(f"render_dataset: num_images must be >= 1, got {num_images}")
+    if not 1 <= max_people <= MAX_PEOPLE_PER_IMAGE:
+        raise ValueError(f"render_dataset: max_people must be in 1..{MAX_PEOPLE_PER_IMAGE}, got {max_people}")
+    if width < 16 or height < 16:
+        raise ValueError(f"render_dataset: image size {width}x{height} is too small")
+    out_dir = Path(out_dir)
+    body = load_body_assets()
+    params = _params(seed, width, height, max_people, jpeg_quality, body)
+    _check_params(out_dir, params)
+    todo = [i for i in range(num_images) if not _is_done(out_dir, i + 1)]
+    jobs = [(out_dir, i, seed, width, height, max_people, jpeg_quality) for i in todo]
+    from tqdm import tqdm
+
+    bar = tqdm(total=num_images, initial=num_images - len(todo), disable=not progress,
+               desc="render", unit="img")
+    if workers > 1 and len(jobs) > 1:
+        with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+            for _ in pool.imap_unordered(_worker, jobs):
+                bar.update(1)
+    else:
+        for job in jobs:
+            _worker(job)
+            bar.update(1)
+    bar.close()
+    return assemble_annotations(out_dir, num_images, body, params)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synthesis.render", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="output dataset directory")
+    parser.add_argument("--num-images", type=int, required=True, help="number of images")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the dataset")
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--max-people", type=int, default=4, help="people per image: 1..max")
+    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    a = parser.parse_args(argv)
+    path = render_dataset(a.out, a.num_images, a.seed, a.width, a.height, a.max_people, a.jpeg_quality,
+                          progress=not a.no_progress, workers=a.workers)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
