@@ -1,0 +1,188 @@
+"""Dataset mapper: dataset dict -> model input, with DensePose ground truth following flips."""
+from __future__ import annotations
+
+import copy
+import functools
+import logging
+from typing import Callable, List, Optional, Union
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+from densepose_ext.structures import (
+    DensePoseData,
+    DensePoseList,
+    DensePoseTransformData,
+    has_densepose,
+)
+
+from .densepose_coco import DensePoseDatasetError
+
+__all__ = ["DensePoseDatasetMapper", "build_transform_data_loader"]
+
+logger = logging.getLogger(__name__)
+
+TransformDataSource = Union[DensePoseTransformData, Callable[[], DensePoseTransformData], None]
+
+
+def build_transform_data_loader(dataset_name: str) -> Callable[[], DensePoseTransformData]:
+    """A zero-argument loader of the flip tables that suit ``dataset_name``'s body model.
+
+    Datasets with an official ``densepose_uv_symmetry_file`` in their metadata read it; the
+    embedded ones use the embedded body model. Loading is deferred to the first flip.
+    """
+    path = MetadataCatalog.get(dataset_name).get("densepose_uv_symmetry_file", None)
+    if path:  # a partial, not a lambda: the mapper must pickle into data-loader workers
+        return functools.partial(DensePoseTransformData.from_mat, path)
+    return DensePoseTransformData.from_body_model
+
+
+class DensePoseDatasetMapper:
+    """Reads the image, applies augmentations and converts annotations to ``Instances``.
+
+    Training output: {"image": uint8 CHW tensor, "instances": Instances(gt_boxes, gt_classes,
+    [gt_masks], [gt_keypoints], [gt_densepose]), plus the input dict's other keys}.
+    ``gt_densepose`` is a DensePoseList with None for persons without DensePose.
+    Inference output: image, height, width (and file_name, image_id), no annotations.
+    Crops are not supported: the DensePose box frame would no longer match the clipped box.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        augmentations: List[Union[T.Augmentation, T.Transform]],
+        image_format: str = "BGR",
+        use_instance_mask: bool = False,
+        instance_mask_format: str = "polygon",
+        use_keypoint: bool = False,
+        keypoint_hflip_indices: Optional[np.ndarray] = None,
+        use_densepose: bool = True,
+        transform_data: TransformDataSource = None,
+    ):
+        """
+        Args:
+            is_train: keep and transform annotations (else drop them).
+            augmentations: detectron2 augmentations / transforms to apply.
+            image_format: format for :func:`detection_utils.read_image`.
+            use_instance_mask / instance_mask_format: produce ``gt_masks``.
+            use_keypoint / keypoint_hflip_indices: produce ``gt_keypoints``.
+            use_densepose: produce ``gt_densepose``.
+            transform_data: flip tables, or a zero-argument function loading them on the first
+                horizontal flip (they are only needed when an image is flipped).
+        """
+        for aug in augmentations:
+            if isinstance(aug, (T.RandomCrop, T.CropTransform)):
+                raise ValueError("DensePoseDatasetMapper does not support crop augmentations")
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.use_instance_mask = use_instance_mask
+        self.instance_mask_format = instance_mask_format
+        self.use_keypoint = use_keypoint
+        self.keypoint_hflip_indices = keypoint_hflip_indices
+        self.use_densepose = use_densepose
+        self._transform_data = transform_data
+        mode = "training" if is_train else "inference"
+        logger.info(f"[DensePoseDatasetMapper] Augmentations used in {mode}: {augmentations}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True) -> dict:
+        if cfg.INPUT.CROP.ENABLED and is_train:
+            raise ValueError(
+                "INPUT.CROP.ENABLED is not supported with DensePose data (box-frame points "
+                "cannot follow a crop that cuts the box)"
+            )
+        ret = {
+            "is_train": is_train,
+            "augmentations": utils.build_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "use_instance_mask": cfg.MODEL.MASK_ON,
+            "instance_mask_format": cfg.INPUT.MASK_FORMAT,
+            "use_keypoint": cfg.MODEL.KEYPOINT_ON,
+            "use_densepose": bool(cfg.MODEL.get("DENSEPOSE_ON", True)),
+        }
+        if cfg.MODEL.KEYPOINT_ON and is_train:
+            ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)
+        if is_train and len(cfg.DATASETS.TRAIN):
+            ret["transform_data"] = build_transform_data_loader(cfg.DATASETS.TRAIN[0])
+        return ret
+
+    @property
+    def transform_data(self) -> Optional[DensePoseTransformData]:
+        """The flip tables (loaded on first access when a loader was given)."""
+        if self._transform_data is not None and not isinstance(
+            self._transform_data, DensePoseTransformData
+        ):
+            self._transform_data = self._transform_data()
+        return self._transform_data
+
+    def _read_image(self, dataset_dict: dict) -> np.ndarray:
+        file_name = dataset_dict["file_name"]
+        try:
+            image = utils.read_image(file_name, format=self.image_format)
+        except (OSError, ValueError, SyntaxError) as e:  # missing, truncated or not an image
+            raise DensePoseDatasetError(
+                f"{file_name} (image id={dataset_dict.get('image_id', '?')}): "
+                f"cannot read image: {e}"
+            ) from e
+        utils.check_image_size(dataset_dict, image)
+        return image
+
+    def _densepose(
+        self, ann: dict, transforms: T.TransformList, where: str
+    ) -> Optional[DensePoseData]:
+        if not has_densepose(ann):
+            return None
+        flips = any(isinstance(t, T.HFlipTransform) for t in transforms.transforms)
+        transform_data = self.transform_data if flips else None  # its own errors name its file
+        try:
+            return DensePoseData.from_annotation(ann).apply_transform(transforms, transform_data)
+        except (ValueError, KeyError, TypeError) as e:
+            raise DensePoseDatasetError(
+                f"{where} annotation id={ann.get('id', '?')}: bad DensePose data: {e}"
+            ) from e
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        dataset_dict = copy.deepcopy(dataset_dict)
+        image = self._read_image(dataset_dict)
+        aug_input = T.AugInput(image)
+        transforms = self.augmentations(aug_input)
+        image = aug_input.image
+        image_shape = image.shape[:2]
+        dataset_dict["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+        if not self.is_train:
+            dataset_dict.pop("annotations", None)
+            return dataset_dict
+        if "annotations" not in dataset_dict:
+            return dataset_dict
+
+        where = f"{dataset_dict['file_name']} (image id={dataset_dict.get('image_id', '?')})"
+        annos, densepose = [], []
+        for ann in dataset_dict.pop("annotations"):
+            if ann.get("iscrowd", 0):
+                continue
+            if not self.use_instance_mask:
+                ann.pop("segmentation", None)
+            if not self.use_keypoint:
+                ann.pop("keypoints", None)
+            if self.use_densepose:
+                densepose.append(self._densepose(ann, transforms, where))
+            annos.append(
+                utils.transform_instance_annotations(
+                    ann, transforms, image_shape, keypoint_hflip_indices=self.keypoint_hflip_indices
+                )
+            )
+        instances = utils.annotations_to_instances(
+            annos, image_shape, mask_format=self.instance_mask_format
+        )
+        if self.use_densepose:
+            instances.gt_densepose = DensePoseList(densepose)
+        dataset_dict["instances"] = utils.filter_empty_instances(instances)
+        return dataset_dict

@@ -1,0 +1,178 @@
+"""Dataset registration: the embedded (rendered) splits and, when present, DensePose-COCO.
+
+Importing ``densepose_ext.data`` registers every name here with detectron2's DatasetCatalog
+and MetadataCatalog. Paths live under ``$DETECTRON2_DATASETS`` (default ``./datasets``):
+
+- ``densepose_embedded/<split>/`` : images/, dense/, annotations.json of the embedded world.
+  A split whose annotations.json is missing is rendered on first use with the fixed
+  parameters of :data:`EMBEDDED_SPLITS` (deterministic, resumable).
+- ``coco/train2014``, ``coco/val2014``, ``coco/annotations/densepose_*.json`` : the real
+  DensePose-COCO splits, registered only if their json and image directory exist.
+- ``densepose_data/`` : the official DensePose data files (UV_symmetry_transforms.mat,
+  SMPL_subdiv.mat, SMPL_SUBDIV_TRANSFORM.mat, Pdist_matrix.pkl) used with the real splits;
+  the embedded splits use the embedded body model instead (``body_model="embedded"``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets.builtin_meta import (
+    COCO_PERSON_KEYPOINT_FLIP_MAP,
+    COCO_PERSON_KEYPOINT_NAMES,
+    KEYPOINT_CONNECTION_RULES,
+)
+
+from .densepose_coco import load_densepose_coco_json
+
+__all__ = [
+    "EmbeddedSplit",
+    "EMBEDDED_SPLITS",
+    "COCO_SPLITS",
+    "datasets_root",
+    "ensure_embedded_split",
+    "register_embedded_split",
+    "register_densepose_coco",
+    "register_all",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedSplit:
+    """Fixed rendering parameters of one embedded split (same parameters -> same data)."""
+
+    subdir: str
+    num_images: int
+    seed: int
+    width: int = 256
+    height: int = 256
+    max_people: int = 4
+
+
+#: Embedded splits: name -> rendering parameters (directory densepose_embedded/<subdir>).
+EMBEDDED_SPLITS: Dict[str, EmbeddedSplit] = {
+    "densepose_embedded_train": EmbeddedSplit("train", num_images=1200, seed=1),
+    "densepose_embedded_val": EmbeddedSplit("val", num_images=200, seed=2),
+    "densepose_embedded_mini": EmbeddedSplit("mini", num_images=16, seed=3),
+}
+
+#: Real DensePose-COCO splits: name -> (image dir, json) relative to $DETECTRON2_DATASETS.
+COCO_SPLITS: Dict[str, tuple] = {
+    "densepose_coco_2014_train": ("coco/train2014", "coco/annotations/densepose_train2014.json"),
+    "densepose_coco_2014_minival": (
+        "coco/val2014", "coco/annotations/densepose_minival2014.json"),
+    "densepose_coco_2014_minival_100": (
+        "coco/val2014", "coco/annotations/densepose_minival2014_100.json"),
+    "densepose_coco_2014_valminusminival": (
+        "coco/val2014", "coco/annotations/densepose_valminusminival2014.json"),
+}
+
+
+def datasets_root() -> Path:
+    """``$DETECTRON2_DATASETS`` or ``./datasets``."""
+    return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
+
+
+def _common_metadata() -> dict:
+    return dict(
+        thing_classes=["person"],
+        thing_dataset_id_to_contiguous_id={1: 0},
+        keypoint_names=COCO_PERSON_KEYPOINT_NAMES,
+        keypoint_flip_map=COCO_PERSON_KEYPOINT_FLIP_MAP,
+        keypoint_connection_rules=KEYPOINT_CONNECTION_RULES,
+        evaluator_type="densepose",
+    )
+
+
+def ensure_embedded_split(split_dir: Path, split: EmbeddedSplit, workers: int = 1) -> Path:
+    """Path of the split's annotations.json, rendering the split first if it is missing.
+
+    ``workers`` renderer processes share the work; the output does not depend on it.
+    """
+    json_file = Path(split_dir) / "annotations.json"
+    if json_file.exists():
+        return json_file
+    logger.info(
+        "Rendering embedded split into %s (%d images, seed %d, %dx%d, up to %d people); "
+        "an interrupted run resumes where it stopped.",
+        split_dir, split.num_images, split.seed, split.width, split.height, split.max_people,
+    )
+    from synthesis.render import render_dataset
+
+    out = render_dataset(
+        split_dir,
+        num_images=split.num_images,
+        seed=split.seed,
+        width=split.width,
+        height=split.height,
+        max_people=split.max_people,
+        progress=True,
+        workers=workers,
+    )
+    return Path(out)
+
+
+def register_embedded_split(name: str, split: EmbeddedSplit, root: Optional[Path] = None) -> None:
+    """Register one embedded split under ``root/densepose_embedded/<subdir>``."""
+    root = Path(root) if root is not None else datasets_root()
+    split_dir = (root / "densepose_embedded" / split.subdir).absolute()
+    json_file = split_dir / "annotations.json"
+    image_root = split_dir / "images"
+
+    def load() -> List[dict]:
+        ensure_embedded_split(split_dir, split)
+        return load_densepose_coco_json(json_file, image_root, dataset_name=name)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(
+        json_file=str(json_file),
+        image_root=str(image_root),
+        body_model="embedded",
+        densepose_data_dir=None,
+        densepose_uv_symmetry_file=None,
+        embedded_split=split,
+        **_common_metadata(),
+    )
+
+
+def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path) -> bool:
+    """Register a real DensePose-COCO split if its json and image dir exist; return whether."""
+    json_file = root / json_rel
+    image_root = root / image_dir
+    if not (json_file.is_file() and image_root.is_dir()):
+        return False
+    data_dir = root / "densepose_data"
+    DatasetCatalog.register(
+        name, lambda: load_densepose_coco_json(json_file, image_root, dataset_name=name)
+    )
+    MetadataCatalog.get(name).set(
+        json_file=str(json_file.absolute()),
+        image_root=str(image_root.absolute()),
+        body_model="official",
+        densepose_data_dir=str(data_dir.absolute()),
+        densepose_uv_symmetry_file=str((data_dir / "UV_symmetry_transforms.mat").absolute()),
+        **_common_metadata(),
+    )
+    return True
+
+
+def register_all(root: Optional[Path] = None) -> None:
+    """Register the embedded splits and the DensePose-COCO splits found under ``root``."""
+    root = Path(root) if root is not None else datasets_root()
+    for name, split in EMBEDDED_SPLITS.items():
+        if name not in DatasetCatalog.list():
+            register_embedded_split(name, split, root)
+    found = [
+        name
+        for name, (image_dir, json_rel) in COCO_SPLITS.items()
+        if name not in DatasetCatalog.list()
+        and register_densepose_coco(name, image_dir, json_rel, root)
+    ]
+    if found:
+        logger.info("Registered DensePose-COCO splits: %s", ", ".join(found))

@@ -1,0 +1,32 @@
+"""DensePose ground-truth structures and their flip transforms."""
+from .densepose_data import (
+    DP_KEYS,
+    DP_POINT_KEYS,
+    FRAME_SIZE,
+    DensePoseData,
+    DensePoseList,
+    check_densepose_annotation,
+    decode_dp_masks,
+    has_densepose,
+)
+from .transform_data import (
+    COARSE_PART_HFLIP,
+    FINE_PART_HFLIP,
+    DensePoseTransformData,
+    DensePoseTransformDataError,
+)
+
+__all__ = [
+    "COARSE_PART_HFLIP",
+    "DP_KEYS",
+    "DP_POINT_KEYS",
+    "FINE_PART_HFLIP",
+    "FRAME_SIZE",
+    "DensePoseData",
+    "DensePoseList",
+    "DensePoseTransformData",
+    "DensePoseTransformDataError",
+    "check_densepose_annotation",
+    "decode_dp_masks",
+    "has_densepose",
+]

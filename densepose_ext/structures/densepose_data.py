@@ -1,0 +1,313 @@
+"""Sparse DensePose ground truth of one person (points + coarse mask), and a list of them.
+
+Everything is expressed in the 256x256 frame of the person's box, as in DensePose-COCO:
+a point (x, y) of that frame sits at image position (x0 + x * w / 256, y0 + y * h / 256).
+Transforms that only scale or move the whole image (resize) therefore leave the data unchanged,
+and a horizontal flip mirrors the frame and relabels the body parts.
+"""
+from __future__ import annotations
+
+from typing import Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from fvcore.transforms.transform import (
+    HFlipTransform,
+    NoOpTransform,
+    ScaleTransform,
+    Transform,
+    TransformList,
+)
+from detectron2.data.transforms import ResizeTransform
+
+from .transform_data import DensePoseTransformData
+
+__all__ = [
+    "DP_POINT_KEYS",
+    "DP_KEYS",
+    "FRAME_SIZE",
+    "NUM_FINE_PARTS",
+    "NUM_COARSE_PARTS",
+    "DensePoseData",
+    "DensePoseList",
+    "check_densepose_annotation",
+    "has_densepose",
+    "decode_dp_masks",
+]
+
+#: Side of the box frame in which points and coarse masks are given.
+FRAME_SIZE = 256
+NUM_FINE_PARTS = 24
+NUM_COARSE_PARTS = 14
+DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
+DP_KEYS = DP_POINT_KEYS + ("dp_masks",)
+
+# Transforms that scale/translate the whole image uniformly per axis: box-relative data is
+# invariant under them (the box is transformed by detectron2 alongside).
+_BOX_INVARIANT_TRANSFORMS = (NoOpTransform, ResizeTransform, ScaleTransform)
+
+
+def has_densepose(ann: dict) -> bool:
+    """Whether a DensePose-COCO annotation carries DensePose data (any ``dp_*`` key)."""
+    return any(k in ann for k in DP_KEYS)
+
+
+def _as_float_array(ann: dict, key: str) -> np.ndarray:
+    value = ann[key]
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise ValueError(f"{key} must be a list of numbers, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a list of numbers") from None
+    if arr.ndim != 1:
+        raise ValueError(f"{key} must be a flat list of numbers, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{key} contains non-finite values")
+    return arr
+
+
+def check_densepose_annotation(ann: dict) -> bool:
+    """Validate the ``dp_*`` fields of one raw annotation; return whether it has DensePose.
+
+    Raises ValueError with a message saying what is wrong (the caller adds file and ids).
+    An annotation either has none of the ``dp_*`` keys or all six of them.
+    """
+    if not has_densepose(ann):
+        return False
+    missing = [k for k in DP_KEYS if k not in ann]
+    if missing:
+        raise ValueError(f"incomplete DensePose annotation: missing {', '.join(missing)}")
+    arrays = {k: _as_float_array(ann, k) for k in DP_POINT_KEYS}
+    lengths = {k: len(a) for k, a in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"dp_* arrays have different lengths: {lengths}")
+    for key in ("dp_x", "dp_y"):
+        a = arrays[key]
+        if len(a) and (a.min() < 0 or a.max() > FRAME_SIZE):
+            raise ValueError(f"{key} outside [0, {FRAME_SIZE}] (range {a.min()}..{a.max()})")
+    parts = arrays["dp_I"]
+    if len(parts):
+        bad = (parts != np.round(parts)) | (parts < 1) | (parts > NUM_FINE_PARTS)
+        if bad.any():
+            raise ValueError(
+                f"dp_I must be integers in 1..{NUM_FINE_PARTS}, got {parts[bad][0]!r}"
+            )
+    for key in ("dp_U", "dp_V"):
+        a = arrays[key]
+        if len(a) and (a.min() < 0 or a.max() > 1):
+            raise ValueError(f"{key} outside [0, 1] (range {a.min()}..{a.max()})")
+    masks = ann["dp_masks"]
+    if not isinstance(masks, (list, tuple)) or len(masks) != NUM_COARSE_PARTS:
+        n = len(masks) if isinstance(masks, (list, tuple)) else type(masks).__name__
+        raise ValueError(f"dp_masks must be a list of {NUM_COARSE_PARTS} entries, got {n}")
+    for k, rle in enumerate(masks):
+        if isinstance(rle, (list, tuple)) and len(rle) == 0:
+            continue
+        if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
+            raise ValueError(f"dp_masks[{k}] must be [] or a COCO RLE dict with size, counts")
+        if list(rle["size"]) != [FRAME_SIZE, FRAME_SIZE]:
+            raise ValueError(
+                f"dp_masks[{k}] RLE must be {FRAME_SIZE}x{FRAME_SIZE}, got size {rle['size']}"
+            )
+        if not isinstance(rle["counts"], (str, bytes, list)):
+            raise ValueError(f"dp_masks[{k}] RLE counts must be a string or a list")
+    return True
+
+
+def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
+    """(256,256) uint8 coarse label map (0 = background, 1..14) from the 14 ``dp_masks``.
+
+    Masks are painted in part order, so where masks overlap the LATER part wins (the
+    annotation files do not promise disjoint masks).
+    """
+    from pycocotools import mask as mask_util
+
+    segm = np.zeros((FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)
+    for k, rle in enumerate(dp_masks):
+        if not isinstance(rle, dict):
+            continue
+        if isinstance(rle["counts"], list):  # uncompressed RLE
+            rle = mask_util.frPyObjects(rle, FRAME_SIZE, FRAME_SIZE)
+        elif isinstance(rle["counts"], str):
+            rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+        mask = mask_util.decode(rle).astype(bool)
+        segm[mask] = k + 1
+    return segm
+
+
+class DensePoseData:
+    """DensePose ground truth of one person in its box frame.
+
+    Attributes:
+        x, y: (P,) float32 point positions in the 256x256 box frame.
+        i: (P,) int64 fine part labels 1..24.
+        u, v: (P,) float32 chart coordinates in [0, 1].
+        segm: (256,256) uint8 coarse part label map 0..14, or None.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        i: torch.Tensor,
+        u: torch.Tensor,
+        v: torch.Tensor,
+        segm: Optional[torch.Tensor] = None,
+    ):
+        self.x = torch.as_tensor(x, dtype=torch.float32)
+        self.y = torch.as_tensor(y, dtype=torch.float32)
+        self.i = torch.as_tensor(i, dtype=torch.long)
+        self.u = torch.as_tensor(u, dtype=torch.float32)
+        self.v = torch.as_tensor(v, dtype=torch.float32)
+        self.segm = None if segm is None else torch.as_tensor(segm, dtype=torch.uint8)
+
+    @classmethod
+    def from_annotation(cls, ann: dict) -> "DensePoseData":
+        """Build from a DensePose-COCO annotation dict (must have all ``dp_*`` keys)."""
+        return cls(
+            x=torch.tensor(ann["dp_x"], dtype=torch.float32),
+            y=torch.tensor(ann["dp_y"], dtype=torch.float32),
+            i=torch.tensor(np.round(np.asarray(ann["dp_I"], dtype=np.float64)), dtype=torch.long),
+            u=torch.tensor(ann["dp_U"], dtype=torch.float32),
+            v=torch.tensor(ann["dp_V"], dtype=torch.float32),
+            segm=torch.from_numpy(decode_dp_masks(ann["dp_masks"])),
+        )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def __repr__(self) -> str:
+        segm = "none" if self.segm is None else "x".join(map(str, self.segm.shape))
+        return f"DensePoseData(num_points={len(self)}, segm={segm})"
+
+    def validate(self) -> None:
+        """Check shapes and value ranges; raise ValueError saying what is wrong."""
+        n = len(self)
+        for name in ("y", "i", "u", "v"):
+            t = getattr(self, name)
+            if t.shape != (n,):
+                raise ValueError(
+                    f"DensePoseData.{name} has shape {tuple(t.shape)}, expected ({n},)"
+                )
+        if n:
+            ranges = (("x", 0, FRAME_SIZE), ("y", 0, FRAME_SIZE), ("u", 0, 1), ("v", 0, 1))
+            for name, lo, hi in ranges:
+                t = getattr(self, name)
+                if t.min() < lo or t.max() > hi:
+                    raise ValueError(f"DensePoseData.{name} outside [{lo}, {hi}]")
+            if self.i.min() < 1 or self.i.max() > NUM_FINE_PARTS:
+                raise ValueError(f"DensePoseData.i outside 1..{NUM_FINE_PARTS}")
+        if self.segm is not None:
+            if self.segm.shape != (FRAME_SIZE, FRAME_SIZE):
+                raise ValueError(f"DensePoseData.segm has shape {tuple(self.segm.shape)}")
+            if self.segm.numel() and int(self.segm.max()) > NUM_COARSE_PARTS:
+                raise ValueError(f"DensePoseData.segm labels outside 0..{NUM_COARSE_PARTS}")
+
+    def to(self, device: Union[str, torch.device]) -> "DensePoseData":
+        """A copy on ``device`` (self if already there)."""
+        if torch.device(device) == self.device:
+            return self
+        segm = None if self.segm is None else self.segm.to(device)
+        return DensePoseData(
+            self.x.to(device), self.y.to(device), self.i.to(device), self.u.to(device),
+            self.v.to(device), segm,
+        )
+
+    def apply_transform(
+        self,
+        transforms: Union[Transform, TransformList, Sequence[Transform]],
+        transform_data: Optional[DensePoseTransformData] = None,
+    ) -> "DensePoseData":
+        """The data as seen after ``transforms`` (returns a new object).
+
+        Resizes leave box-relative data unchanged; an odd number of horizontal flips mirrors
+        the frame (x -> 256 - x, segm columns reversed), relabels fine and coarse parts and
+        maps (U, V) through ``transform_data``'s symmetry tables. Other geometric transforms
+        (crops, rotations, vertical flips) are refused: the box frame would no longer match.
+        """
+        if isinstance(transforms, TransformList):
+            tfms = transforms.transforms
+        elif isinstance(transforms, Transform):
+            tfms = [transforms]
+        else:
+            tfms = list(transforms)
+        n_flips = 0
+        for t in tfms:
+            if isinstance(t, HFlipTransform):
+                n_flips += 1
+            elif not isinstance(t, _BOX_INVARIANT_TRANSFORMS):
+                raise NotImplementedError(
+                    f"DensePose data cannot follow {type(t).__name__}: only resizes and "
+                    "horizontal flips keep the 256x256 box frame meaningful"
+                )
+        if n_flips % 2 == 0:
+            return self
+        if transform_data is None:
+            raise ValueError("a horizontal flip of DensePose data needs DensePoseTransformData")
+        return self.hflip(transform_data)
+
+    def hflip(self, transform_data: DensePoseTransformData) -> "DensePoseData":
+        """The mirrored data: positions, part labels, (U, V) and coarse mask."""
+        td = transform_data.to(self.device)
+        i, u, v = td.flip_iuv(self.i, self.u, self.v)
+        segm = None
+        if self.segm is not None:
+            segm = td.flip_coarse_labels(self.segm.flip(1))
+        return DensePoseData(FRAME_SIZE - self.x, self.y.clone(), i, u, v, segm)
+
+
+class DensePoseList:
+    """Per-instance DensePose ground truth for an ``Instances`` field (``gt_densepose``).
+
+    Entries are :class:`DensePoseData` or None for persons without DensePose annotation.
+    Supports ``len``, iteration, indexing with an int (-> entry), a slice, a bool mask or a
+    long index tensor / list (-> DensePoseList), ``to(device)`` and ``cat``.
+    """
+
+    def __init__(self, items: Sequence[Optional[DensePoseData]]):
+        self.items: List[Optional[DensePoseData]] = list(items)
+        for k, item in enumerate(self.items):
+            if item is not None and not isinstance(item, DensePoseData):
+                raise TypeError(f"DensePoseList entry {k} is {type(item).__name__}")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Optional[DensePoseData]]:
+        return iter(self.items)
+
+    def __repr__(self) -> str:
+        return f"DensePoseList(num_instances={len(self)}, annotated={int(self.is_annotated.sum())})"
+
+    @property
+    def is_annotated(self) -> torch.Tensor:
+        """(N,) bool: which instances carry DensePose data."""
+        return torch.tensor([item is not None for item in self.items], dtype=torch.bool)
+
+    def __getitem__(self, index) -> Union[Optional[DensePoseData], "DensePoseList"]:
+        if isinstance(index, (int, np.integer)):
+            return self.items[index]
+        if isinstance(index, slice):
+            return DensePoseList(self.items[index])
+        idx = torch.as_tensor(index)
+        if idx.dtype == torch.bool:
+            if idx.shape != (len(self),):
+                raise IndexError(f"bool mask of shape {tuple(idx.shape)} for {len(self)} items")
+            idx = idx.nonzero().flatten()
+        elif idx.dim() == 0:
+            return self.items[int(idx)]
+        return DensePoseList([self.items[int(k)] for k in idx.flatten().tolist()])
+
+    def to(self, device: Union[str, torch.device]) -> "DensePoseList":
+        """A copy with every entry on ``device``."""
+        return DensePoseList([None if d is None else d.to(device) for d in self.items])
+
+    @staticmethod
+    def cat(lists: Sequence["DensePoseList"]) -> "DensePoseList":
+        """Concatenate several lists (used by ``Instances.cat``)."""
+        return DensePoseList([item for lst in lists for item in lst.items])
