@@ -15,7 +15,7 @@ data: setup
 
 ## Set everything up, render the embedded data and look at it.
 demo: data
-	$(PY) tools/visualize_data.py --dataset densepose_embedded_val --num 12 --cols 4 \
+	$(PY) tools/visualize_data.py --dataset densepose_embedded_val --num 8 --cols 2 \
 	    --out $(DEMO_OUT)/embedded_val_grid.png
 	@echo "demo: overlay grid written to $(DEMO_OUT)/embedded_val_grid.png"
 

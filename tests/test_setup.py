@@ -45,3 +45,13 @@ def test_missing_cpp_ops_give_clear_error():
     with pytest.raises(ImportError, match="without its C"):
         _C.deform_conv_forward  # noqa: B018
     assert detectron2.__version__
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_write(tmp_path / "f.json", "w") as f:
+        f.write("{}")
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o666 & ~umask

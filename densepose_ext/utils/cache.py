@@ -8,6 +8,12 @@ from typing import Iterator, IO, Union
 PathLike = Union[str, os.PathLike]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def cache_dir() -> Path:
     """Cache root: ``$DENSEPOSE_EXT_CACHE`` if set, else ``~/.cache/densepose_ext``; created."""
     root = Path(os.environ.get("DENSEPOSE_EXT_CACHE", Path.home() / ".cache" / "densepose_ext"))
@@ -29,6 +35,7 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
