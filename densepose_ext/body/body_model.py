@@ -230,6 +230,7 @@ def _cache_key(template) -> str:
 
 def build_body_model(template=None, directory: Optional[PathLike] = None) -> BodyModel:
     """Build (or load from ``directory``) the embedded body model of ``template``."""
+    from .smpl_io import write_smpl_pickle
     from .template import get_template
 
     template = get_template() if template is None else template
@@ -245,12 +246,7 @@ def build_body_model(template=None, directory: Optional[PathLike] = None) -> Bod
         _npz_save(charts_path, **charts.arrays())
     smpl_path = directory / "smpl_model.pkl"
     if not smpl_path.is_file():
-        try:
-            from .smpl_io import write_smpl_pickle
-        except ImportError:  # SMPL writer unavailable: the model works without the file
-            smpl_path = None
-        else:
-            write_smpl_pickle(template, smpl_path)
+        write_smpl_pickle(template, smpl_path)
     return BodyModel(charts, template=template, smpl_path=smpl_path, cache_path=directory)
 
 
