@@ -11,7 +11,7 @@ setup:
 
 ## Render the embedded DensePose-COCO splits (cached under $$DETECTRON2_DATASETS, default ./datasets).
 data: setup
-	$(PY) -m densepose_ext.data.prepare
+	$(PY) -m densepose_ext.data.prepare --rerender-outdated
 
 ## Set everything up, render the embedded data and look at it.
 demo: data

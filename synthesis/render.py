@@ -39,7 +39,8 @@ from .rasterize import rasterize
 from .scene import BodyAssets, load_body_assets, sample_scene
 from .texture import Lighting, compose_image, render_background, sample_outfit, shade_people
 
-__all__ = ["RENDERER_VERSION", "RenderParamsMismatch", "render_image", "render_dataset", "main"]
+__all__ = ["RENDERER_VERSION", "RenderParamsMismatch", "render_image", "render_dataset", "outdated_reason",
+           "main"]
 
 RENDERER_VERSION = "1"
 
@@ -151,22 +152,39 @@ def _is_done(out_dir: Path, image_id: int) -> bool:
                                      out_dir / "dense" / f"{stem}.npz"))
 
 
-def _check_params(out_dir: Path, params: Dict) -> None:
+def _params_diff(out_dir: Path, params: Dict) -> Optional[str]:
+    """How the stored parameters of ``out_dir`` differ from ``params`` (None: same or none)."""
     path = out_dir / ".parts" / "params.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise RenderParamsMismatch(f"{path}: unreadable rendering parameters ({e})") from e
-        diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
-        if diff:
-            desc = ", ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
-            raise RenderParamsMismatch(
-                f"{out_dir}: this dataset directory was rendered with other parameters ({desc}); "
-                f"use a new directory or the same parameters to resume")
-    else:
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RenderParamsMismatch(f"{path}: unreadable rendering parameters ({e})") from e
+    diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
+    if not diff:
+        return None
+    return ", ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
+
+
+def _check_params(out_dir: Path, params: Dict) -> None:
+    desc = _params_diff(out_dir, params)
+    if desc:
+        raise RenderParamsMismatch(
+            f"{out_dir}: this dataset directory was rendered with other parameters ({desc}); "
+            f"use a new directory or the same parameters to resume")
+    path = out_dir / ".parts" / "params.json"
+    if not path.is_file():
         with atomic_write(path, "wb") as f:
             f.write(_dump(params))
+
+
+def outdated_reason(out_dir, seed: int, width: int = 256, height: int = 256, max_people: int = 4,
+                    jpeg_quality: int = 95) -> Optional[str]:
+    """Why the dataset in ``out_dir`` differs from what these parameters (and the current body
+    model and renderer version) would render now; None if it is current or not started."""
+    params = _params(seed, width, height, max_people, jpeg_quality, load_body_assets())
+    return _params_diff(Path(out_dir), params)
 
 
 def _load_fragment(out_dir: Path, image_id: int) -> Dict:

@@ -295,7 +295,19 @@ def test_embedded_split_renders_on_first_use(tmp_path):
         dicts = DatasetCatalog.get(name)
         assert [d["image_id"] for d in dicts] == [1, 2]
         assert all((d["height"], d["width"]) == (64, 64) and "dense_file" in d for d in dicts)
-        assert (tmp_path / "densepose_embedded" / "tiny" / "annotations.json").is_file()
+        split_dir = tmp_path / "densepose_embedded" / "tiny"
+        assert (split_dir / "annotations.json").is_file()
+
+        # A split left by another renderer version is refused, or re-rendered on request.
+        from densepose_ext.data.datasets import ensure_embedded_split
+
+        params = split_dir / ".parts" / "params.json"
+        params.write_text(params.read_text().replace('"renderer_version":"', '"renderer_version":"old'))
+        with pytest.raises(DensePoseDatasetError, match="outdated.*renderer_version"):
+            DatasetCatalog.get(name)
+        ensure_embedded_split(split_dir, split, rerender_outdated=True)
+        assert '"renderer_version":"old' not in params.read_text()
+        assert [d["image_id"] for d in DatasetCatalog.get(name)] == [1, 2]
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -27,7 +28,7 @@ from detectron2.data.datasets.builtin_meta import (
     KEYPOINT_CONNECTION_RULES,
 )
 
-from .densepose_coco import load_densepose_coco_json
+from .densepose_coco import DensePoseDatasetError, load_densepose_coco_json
 
 __all__ = [
     "EmbeddedSplit",
@@ -90,21 +91,36 @@ def _common_metadata() -> dict:
     )
 
 
-def ensure_embedded_split(split_dir: Path, split: EmbeddedSplit, workers: int = 1) -> Path:
+def ensure_embedded_split(
+    split_dir: Path, split: EmbeddedSplit, workers: int = 1, rerender_outdated: bool = False
+) -> Path:
     """Path of the split's annotations.json, rendering the split first if it is missing.
 
+    A split rendered by another renderer version or body model is outdated: it is rendered
+    anew with ``rerender_outdated``, else a DensePoseDatasetError says how to refresh it.
     ``workers`` renderer processes share the work; the output does not depend on it.
     """
+    from synthesis.render import outdated_reason, render_dataset
+
     json_file = Path(split_dir) / "annotations.json"
-    if json_file.exists():
+    reason = outdated_reason(
+        split_dir, split.seed, split.width, split.height, split.max_people
+    )
+    if reason is not None:
+        if not rerender_outdated:
+            raise DensePoseDatasetError(
+                f"{split_dir}: embedded split is outdated ({reason}); refresh it with "
+                "`python -m densepose_ext.data.prepare --rerender-outdated` or delete the directory"
+            )
+        logger.warning("Re-rendering outdated embedded split %s (%s)", split_dir, reason)
+        shutil.rmtree(split_dir)
+    elif json_file.exists():
         return json_file
     logger.info(
         "Rendering embedded split into %s (%d images, seed %d, %dx%d, up to %d people); "
         "an interrupted run resumes where it stopped.",
         split_dir, split.num_images, split.seed, split.width, split.height, split.max_people,
     )
-    from synthesis.render import render_dataset
-
     out = render_dataset(
         split_dir,
         num_images=split.num_images,

@@ -35,13 +35,18 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="renderer processes"
     )
+    parser.add_argument(
+        "--rerender-outdated", action="store_true",
+        help="re-render splits made by another renderer version or body model",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     root = datasets_root()
     for sub in args.splits:
         split = EMBEDDED_SPLITS[subdirs[sub]]
         json_file = ensure_embedded_split(
-            (root / "densepose_embedded" / sub).absolute(), split, workers=args.workers
+            (root / "densepose_embedded" / sub).absolute(), split, workers=args.workers,
+            rerender_outdated=args.rerender_outdated,
         )
         print(json.dumps({"dataset": subdirs[sub], **summarize(json_file)}))
 
