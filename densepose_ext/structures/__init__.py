@@ -30,3 +30,7 @@ __all__ = [
     "decode_dp_masks",
     "has_densepose",
 ]
+
+from .chart_output import DensePoseChartOutput  # noqa: E402
+
+__all__ += ["DensePoseChartOutput"]

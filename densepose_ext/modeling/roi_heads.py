@@ -1,0 +1,154 @@
+"""DensePose R-CNN ROI heads: detectron2's StandardROIHeads plus a DensePose branch."""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Union
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.roi_heads.roi_heads import select_foreground_proposals
+from detectron2.structures import Boxes, Instances
+from detectron2.structures.boxes import matched_pairwise_iou
+from torch import nn
+
+from densepose_ext.structures import DensePoseChartOutput
+
+from .densepose_head import build_densepose_head
+from .inference import densepose_inference
+from .losses import DensePoseChartLoss
+from .predictor import DensePoseChartPredictor
+
+__all__ = ["DensePoseROIHeads", "select_densepose_proposals"]
+
+
+def select_densepose_proposals(proposals: Instances, fg_iou_threshold: float) -> Instances:
+    """Foreground proposals whose matched GT person has DensePose and IoU >= the threshold."""
+    if len(proposals) == 0 or not proposals.has("gt_densepose"):
+        return proposals[:0]
+    iou = matched_pairwise_iou(proposals.proposal_boxes, proposals.gt_boxes)
+    annotated = proposals.gt_densepose.is_annotated.to(iou.device)
+    return proposals[annotated & (iou >= fg_iou_threshold)]
+
+
+@ROI_HEADS_REGISTRY.register()
+class DensePoseROIHeads(StandardROIHeads):
+    """StandardROIHeads (box, optional mask / keypoint) with a DensePose chart branch.
+
+    DensePose features come from ROIAlign on ``ROI_HEADS.IN_FEATURES``; the conv-stack head
+    (``ROI_DENSEPOSE_HEAD.NAME``) and :class:`DensePoseChartPredictor` turn them into
+    ``pred_densepose`` (:class:`DensePoseChartOutput`) at inference and into
+    ``loss_densepose_{I,U,V,S}`` in training. Module names (``densepose_head``,
+    ``densepose_predictor``) follow upstream DensePose so its checkpoints load.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        densepose_in_features: Optional[List[str]] = None,
+        densepose_pooler: Optional[ROIPooler] = None,
+        densepose_head: Optional[nn.Module] = None,
+        densepose_predictor: Optional[nn.Module] = None,
+        densepose_losses: Optional[DensePoseChartLoss] = None,
+        densepose_fg_iou_threshold: float = 0.7,
+        **kwargs,
+    ):
+        """
+        Args:
+            densepose_in_features: feature maps pooled for DensePose; None disables the branch.
+            densepose_pooler, densepose_head, densepose_predictor: the branch's modules.
+            densepose_losses: callable (outputs, proposals) -> dict of losses.
+            densepose_fg_iou_threshold: minimum IoU of a training proposal with its GT.
+            kwargs: arguments of :class:`StandardROIHeads`.
+        """
+        super().__init__(**kwargs)
+        self.densepose_on = densepose_in_features is not None
+        if self.densepose_on:
+            self.densepose_in_features = densepose_in_features
+            self.densepose_pooler = densepose_pooler
+            self.densepose_head = densepose_head
+            self.densepose_predictor = densepose_predictor
+            self.densepose_losses = densepose_losses
+            self.densepose_fg_iou_threshold = densepose_fg_iou_threshold
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> dict:
+        ret = super().from_config(cfg, input_shape)
+        ret.update(cls._init_densepose_head(cfg, input_shape))
+        return ret
+
+    @classmethod
+    def _init_densepose_head(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> dict:
+        if not cfg.MODEL.get("DENSEPOSE_ON", False):
+            return {}
+        head_cfg = cfg.MODEL.ROI_DENSEPOSE_HEAD
+        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+        resolution = head_cfg.POOLER_RESOLUTION
+        expected = resolution * 2 * head_cfg.UP_SCALE
+        if head_cfg.HEATMAP_SIZE != expected:
+            raise ValueError(
+                f"MODEL.ROI_DENSEPOSE_HEAD.HEATMAP_SIZE={head_cfg.HEATMAP_SIZE} does not match "
+                f"POOLER_RESOLUTION * 2 * UP_SCALE = {resolution} * 2 * {head_cfg.UP_SCALE} "
+                f"= {expected}"
+            )
+        channels = {input_shape[f].channels for f in in_features}
+        if len(channels) != 1:
+            raise ValueError(f"DensePose input features {in_features} differ in channels")
+        in_channels = channels.pop()
+        pooler = ROIPooler(
+            output_size=resolution,
+            scales=tuple(1.0 / input_shape[f].stride for f in in_features),
+            sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
+            pooler_type=head_cfg.POOLER_TYPE,
+        )
+        head = build_densepose_head(cfg, in_channels)
+        return {
+            "densepose_in_features": in_features,
+            "densepose_pooler": pooler,
+            "densepose_head": head,
+            "densepose_predictor": DensePoseChartPredictor(cfg, head.n_out_channels),
+            "densepose_losses": DensePoseChartLoss(cfg),
+            "densepose_fg_iou_threshold": head_cfg.FG_IOU_THRESHOLD,
+        }
+
+    def _predict(self, feats: List[torch.Tensor], boxes: List[Boxes]) -> DensePoseChartOutput:
+        return self.densepose_predictor(self.densepose_head(self.densepose_pooler(feats, boxes)))
+
+    def _forward_densepose(
+        self, features: Dict[str, torch.Tensor], instances: List[Instances]
+    ) -> Union[Dict[str, torch.Tensor], List[Instances]]:
+        """Training: DensePose losses on the sampled proposals. Inference: ``pred_densepose``
+        on each detection (in place; returns the instances)."""
+        if not self.densepose_on:
+            return {} if self.training else instances
+        feats = [features[f] for f in self.densepose_in_features]
+        if self.training:
+            fg, _ = select_foreground_proposals(instances, self.num_classes)
+            proposals = [select_densepose_proposals(p, self.densepose_fg_iou_threshold) for p in fg]
+            boxes = [p.proposal_boxes for p in proposals]
+            if sum(len(b) for b in boxes) == 0:
+                return DensePoseChartLoss.zero_losses(
+                    [self.densepose_head, self.densepose_predictor]
+                )
+            outputs = self._predict(feats, boxes)
+            return self.densepose_losses(outputs, proposals)
+        boxes = [x.pred_boxes for x in instances]
+        outputs = self._predict(feats, boxes)
+        densepose_inference(outputs, instances)
+        return instances
+
+    def forward(self, images, features, proposals, targets=None):
+        """As :meth:`StandardROIHeads.forward`, plus the DensePose branch."""
+        instances, losses = super().forward(images, features, proposals, targets)
+        if self.training:
+            losses.update(self._forward_densepose(features, instances))
+        return instances, losses
+
+    def forward_with_given_boxes(
+        self, features: Dict[str, torch.Tensor], instances: List[Instances]
+    ) -> List[Instances]:
+        """Mask / keypoint outputs as upstream, plus ``pred_densepose``, for given boxes."""
+        instances = super().forward_with_given_boxes(features, instances)
+        return self._forward_densepose(features, instances)
