@@ -26,7 +26,11 @@ echo "[setup] pinned dependencies"
 "${PIP[@]}" -r requirements.txt -c constraints.txt
 
 if "$VPY" -c "import detectron2" 2>/dev/null; then
-  echo "[setup] detectron2 present: $("$VPY" -c 'import detectron2, os; print(os.path.dirname(detectron2.__file__))')"
+  d2dir=$("$VPY" -c 'import detectron2, os; print(os.path.dirname(detectron2.__file__))')
+  echo "[setup] detectron2 present: $d2dir"
+  if [ -f "$d2dir/_C.py" ]; then  # our Python-only install: keep its placeholder current
+    "$VPY" tools/patch_detectron2.py --stub-only "$d2dir"
+  fi
 elif [ -n "${DETECTRON2_SRC:-}" ]; then
   echo "[setup] detectron2 from $DETECTRON2_SRC"
   "${PIP[@]}" --no-build-isolation -e "$DETECTRON2_SRC"

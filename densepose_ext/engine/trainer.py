@@ -1,0 +1,86 @@
+"""``Trainer``: detectron2's DefaultTrainer with DensePose data loading, checkpoints and evaluators."""
+import logging
+import os
+import weakref
+from collections import OrderedDict
+
+import torch
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+
+from ..data import DensePoseDatasetMapper
+from ..evaluation import DensePoseEvaluator
+from ..modeling.checkpoint import DensePoseCheckpointer
+
+__all__ = ["Trainer"]
+
+logger = logging.getLogger(__name__)
+
+
+def _has_fast_coco_eval() -> bool:
+    """Whether detectron2 was built with its C++ COCO evaluation (a Python-only install is not)."""
+    try:
+        from detectron2 import _C
+
+        _C.InstanceAnnotation  # noqa: B018
+    except ImportError:
+        return False
+    return True
+
+
+class Trainer(DefaultTrainer):
+    """Trains and evaluates DensePose R-CNN models from a config.
+
+    Compared with ``DefaultTrainer``: images go through :class:`DensePoseDatasetMapper` (so
+    ``gt_densepose`` reaches the ROI heads), checkpoints through :class:`DensePoseCheckpointer`
+    (which also reads detectron2 DensePose model-zoo files), and every test set gets COCO
+    box/mask/keypoint AP for the enabled heads plus DensePose GPS/GPSm AP and pointwise AUC.
+    """
+
+    def build_hooks(self):
+        # The checkpointer must exist before the default hooks capture it.
+        self.checkpointer = DensePoseCheckpointer(
+            self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return super().build_hooks()
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_detection_train_loader(cfg, mapper=DensePoseDatasetMapper(cfg, True))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=DensePoseDatasetMapper(cfg, False)
+        )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        os.makedirs(output_folder, exist_ok=True)
+        evaluators = []
+        tasks = ["bbox"]
+        if cfg.MODEL.MASK_ON:
+            tasks.append("segm")
+        if cfg.MODEL.KEYPOINT_ON:
+            tasks.append("keypoints")
+        if MetadataCatalog.get(dataset_name).get("json_file"):
+            evaluators.append(
+                COCOEvaluator(
+                    dataset_name,
+                    tasks=tasks,
+                    output_dir=output_folder,
+                    use_fast_impl=_has_fast_coco_eval(),
+                )
+            )
+        if cfg.MODEL.DENSEPOSE_ON:
+            evaluators.append(DensePoseEvaluator(dataset_name, output_dir=output_folder))
+        if not evaluators:
+            raise ValueError(f"no evaluator applies to dataset {dataset_name!r}")
+        return DatasetEvaluators(evaluators)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None) -> OrderedDict:
+        with torch.no_grad():
+            return super().test(cfg, model, evaluators)

@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Train or evaluate DensePose R-CNN models (detectron2-style command line).
+
+    python train_net.py --config-file configs/embedded/densepose_rcnn_R_50_FPN.yaml
+    python train_net.py --config-file C --eval-only MODEL.WEIGHTS output/model_final.pth
+    python train_net.py --config-file C --num-gpus 8 SOLVER.IMS_PER_BATCH 16
+    # several machines: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT
+
+Trailing ``KEY VALUE`` pairs override the config. Checkpoints, ``metrics.json``, tensorboard
+events and evaluation results go to ``OUTPUT_DIR``.
+"""
+import logging
+
+import torch
+
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+
+import densepose_ext.data  # noqa: F401  (registers the datasets)
+from densepose_ext.config import add_densepose_config
+from densepose_ext.engine import Trainer
+from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
+
+
+def setup(args):
+    """Config from file + command-line overrides, frozen; logging and output dir set up."""
+    cfg = get_cfg()
+    add_densepose_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        if args.num_gpus > 1 or args.num_machines > 1:
+            raise RuntimeError("--num-gpus/--num-machines > 1 need CUDA, which is not available")
+        logging.getLogger("densepose_ext").warning(
+            "CUDA is not available: running on the CPU (MODEL.DEVICE cpu)"
+        )
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    logging.getLogger("densepose_ext").setLevel(logging.INFO)
+    return cfg
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DensePoseCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def invoke_main() -> None:
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()
