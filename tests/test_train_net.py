@@ -42,3 +42,35 @@ def test_train_then_eval_only_gives_every_metric(tmp_path):
     for key in ("gps_ap", "gpsm_ap", "auc10", "auc20", "auc30"):
         assert f'"{key}"' in flat
     assert list(ev.glob("inference/*/coco_instances_results.json"))  # bbox AP input
+
+
+def test_apply_net_writes_overlays_and_results(tmp_path):
+    """apply_net on two rendered images with a briefly trained model (score threshold 0)."""
+    import cv2
+
+    from densepose_ext.evaluation.iuv import decode_iuv_png
+
+    out = tmp_path / "run"
+    _run([*SMALL, "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out)], cwd=REPO)
+    images = tmp_path / "images"
+    images.mkdir()
+    src = REPO / "datasets" / "densepose_embedded" / "mini" / "images"
+    for name in ("000001.jpg", "000002.jpg"):
+        (images / name).write_bytes((src / name).read_bytes())
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "apply_net.py"), "--config-file", str(CONFIG),
+         "--weights", str(out / "model_final.pth"), str(images), "--out", str(tmp_path / "vis"),
+         "--min-score", "0", "--opts", "INPUT.MIN_SIZE_TEST", "128"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "vis" / "results.json").read_text())
+    assert [Path(r["file_name"]).name for r in results] == ["000001.jpg", "000002.jpg"]
+    for r in results:
+        img = cv2.imread(str(tmp_path / "vis" / Path(r["file_name"]).with_suffix(".png").name))
+        assert img is not None and img.shape == (256, 256, 3)
+        for det in r["detections"]:
+            I, U, V = decode_iuv_png(det["densepose"]["iuv_png"])
+            assert I.max() <= 24 and 0 <= U.min() and U.max() <= 1
+            h, w = det["bbox"][3], det["bbox"][2]
+            assert abs(I.shape[0] - h) <= 1 and abs(I.shape[1] - w) <= 1  # IUV at box size
