@@ -13,11 +13,13 @@ setup:
 data: setup
 	$(PY) -m densepose_ext.data.prepare --rerender-outdated
 
-## Set everything up, render the embedded data and look at it.
+## Set everything up, render the embedded data, look at it, then train, evaluate and apply
+## DensePose R-CNN on it (CPU, about 20 minutes on 2 cores).
 demo: data
 	$(PY) tools/visualize_data.py --dataset densepose_embedded_val --num 8 --cols 2 \
 	    --out $(DEMO_OUT)/embedded_val_grid.png
-	@echo "demo: overlay grid written to $(DEMO_OUT)/embedded_val_grid.png"
+	$(PY) tools/demo.py --out $(DEMO_OUT)
+	@echo "demo: $(DEMO_OUT)/metrics.json, $(DEMO_OUT)/embedded_val_grid.png, $(DEMO_OUT)/overlays/"
 
 ## Fast test suite (CPU, a few minutes).
 test: setup
@@ -31,6 +33,7 @@ test-slow: setup
 bench: setup
 	$(PY) tools/benchmark_render.py
 	$(PY) tools/benchmark_geodesics.py
+	$(PY) tools/benchmark.py --config-file configs/embedded/densepose_rcnn_R_50_FPN.yaml
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,9 +7,12 @@
     # several machines: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT
 
 Trailing ``KEY VALUE`` pairs override the config. Checkpoints, ``metrics.json``, tensorboard
-events and evaluation results go to ``OUTPUT_DIR``.
+events and evaluation results (``inference/<dataset>/``; with ``--eval-only`` also every
+metric in ``eval_results.json``) go to ``OUTPUT_DIR``.
 """
+import json
 import logging
+import os
 
 import torch
 
@@ -53,6 +56,8 @@ def main(args):
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
+            with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
+                json.dump(results, f, indent=2)
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -42,6 +42,9 @@ def test_train_then_eval_only_gives_every_metric(tmp_path):
     for key in ("gps_ap", "gpsm_ap", "auc10", "auc20", "auc30"):
         assert f'"{key}"' in flat
     assert list(ev.glob("inference/*/coco_instances_results.json"))  # bbox AP input
+    results = json.loads((ev / "eval_results.json").read_text())
+    assert "AP" in results["bbox"]
+    assert {"gps_ap", "gpsm_ap", "auc10", "auc20", "auc30"} <= set(results["densepose_summary"])
 
 
 def test_apply_net_writes_overlays_and_results(tmp_path):
