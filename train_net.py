@@ -7,8 +7,8 @@
     # several machines: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT
 
 Trailing ``KEY VALUE`` pairs override the config. Checkpoints, ``metrics.json``, tensorboard
-events and evaluation results (``inference/<dataset>/``; with ``--eval-only`` also every
-metric in ``eval_results.json``) go to ``OUTPUT_DIR``.
+events, evaluation outputs (``inference/<dataset>/``) and every metric of the last
+evaluation (``eval_results.json``) go to ``OUTPUT_DIR``.
 """
 import json
 import logging
@@ -16,30 +16,21 @@ import os
 
 import torch
 
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 
 import densepose_ext.data  # noqa: F401  (registers the datasets)
-from densepose_ext.config import add_densepose_config
+from densepose_ext.config import setup_densepose_cfg
 from densepose_ext.engine import Trainer
 from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
 
 
 def setup(args):
     """Config from file + command-line overrides, frozen; logging and output dir set up."""
-    cfg = get_cfg()
-    add_densepose_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        if args.num_gpus > 1 or args.num_machines > 1:
-            raise RuntimeError("--num-gpus/--num-machines > 1 need CUDA, which is not available")
-        logging.getLogger("densepose_ext").warning(
-            "CUDA is not available: running on the CPU (MODEL.DEVICE cpu)"
-        )
-        cfg.MODEL.DEVICE = "cpu"
+    if (args.num_gpus > 1 or args.num_machines > 1) and not torch.cuda.is_available():
+        raise RuntimeError("--num-gpus/--num-machines > 1 need CUDA, which is not available")
+    cfg = setup_densepose_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     logging.getLogger("densepose_ext").setLevel(logging.INFO)
@@ -56,12 +47,21 @@ def main(args):
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             verify_results(cfg, results)
-            with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
-                json.dump(results, f, indent=2)
+            _save_results(cfg, results)
         return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    trainer.train()
+    results = trainer.last_eval_results  # the evaluation after the last iteration, if any
+    if results and comm.is_main_process():
+        _save_results(cfg, results)
+    return results
+
+
+def _save_results(cfg, results) -> None:
+    """Every metric of the last evaluation, as json, in OUTPUT_DIR/eval_results.json."""
+    with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
+        json.dump(results, f, indent=2)
 
 
 def invoke_main() -> None:

@@ -5,9 +5,13 @@ Keys and defaults of the DensePose R-CNN head follow upstream detectron2 DensePo
 """
 from __future__ import annotations
 
+import logging
+from typing import Sequence
+
+import torch
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_densepose_config", "get_densepose_cfg"]
+__all__ = ["add_densepose_config", "get_densepose_cfg", "setup_densepose_cfg"]
 
 
 def add_densepose_config(cfg: CN) -> CN:
@@ -58,13 +62,9 @@ def add_densepose_config(cfg: CN) -> CN:
     # Drop annotated points that fall outside the proposal box (else clamp them to its border).
     _C.MODEL.ROI_DENSEPOSE_HEAD.DROP_POINTS_OUTSIDE_BOX = True
 
-    # Rotation angles (degrees) of training augmentation; [0] = none (upstream key).
-    _C.INPUT.ROTATION_ANGLES = [0]
-    # Test-time rotation angles (upstream key; empty = none).
-    _C.TEST.AUG.ROTATION_ANGLES = ()
-
     # Directory of the official DensePose data files (SMPL_subdiv.mat, Pdist_matrix.pkl,
-    # UV_symmetry_transforms.mat, ...); "" = use the embedded body model.
+    # SMPL_SUBDIV_TRANSFORM.mat, UV_symmetry_transforms.mat) used for flips and evaluation
+    # instead of what the dataset metadata names; "" = follow the metadata.
     _C.DENSEPOSE_DATA_DIR = ""
     return cfg
 
@@ -74,3 +74,19 @@ def get_densepose_cfg() -> CN:
     from detectron2.config import get_cfg
 
     return add_densepose_config(get_cfg())
+
+
+def setup_densepose_cfg(config_file: str, opts: Sequence[str] = ()) -> CN:
+    """Default config + DensePose keys + ``config_file`` + ``KEY VALUE`` overrides (unfrozen).
+
+    Without CUDA a ``cuda`` MODEL.DEVICE falls back to the CPU, with a warning.
+    """
+    cfg = get_densepose_cfg()
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning(
+            "CUDA is not available: running on the CPU (MODEL.DEVICE cpu)"
+        )
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg

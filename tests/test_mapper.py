@@ -156,6 +156,10 @@ def test_from_config(toy_dicts):
         lazy = pickle.loads(pickle.dumps(DensePoseDatasetMapper(cfg, is_train=True)))
         with pytest.raises(ValueError, match="/nonexistent/UV.mat"):
             lazy.transform_data
+        # DENSEPOSE_DATA_DIR (official files) takes precedence over the metadata
+        cfg.DENSEPOSE_DATA_DIR = "/official/files"
+        with pytest.raises(ValueError, match="/official/files/UV_symmetry_transforms.mat"):
+            DensePoseDatasetMapper(cfg, is_train=True).transform_data
     finally:
         DatasetCatalog.remove(name)
         MetadataCatalog.remove(name)

@@ -27,6 +27,7 @@ def test_train_then_eval_only_gives_every_metric(tmp_path):
     _run([*SMALL, "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "OUTPUT_DIR", str(out)],
          cwd=REPO)
     assert (out / "model_final.pth").is_file() and (out / "model_0000001.pth").is_file()
+    assert "densepose_summary" in json.loads((out / "eval_results.json").read_text())
     records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     losses = {"loss_densepose_I", "loss_densepose_U", "loss_densepose_V", "loss_densepose_S"}
     train = [r for r in records if losses <= set(r)]

@@ -51,11 +51,10 @@ def main(argv=None) -> Path:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from detectron2.config import get_cfg
     from detectron2.engine import DefaultPredictor
 
     import densepose_ext.modeling  # noqa: F401  (registers the ROI heads)
-    from densepose_ext.config import add_densepose_config
+    from densepose_ext.config import setup_densepose_cfg
     from densepose_ext.evaluation.iuv import (
         encode_iuv_png,
         instances_to_box_iuvs,
@@ -65,12 +64,7 @@ def main(argv=None) -> Path:
     from densepose_ext.utils import atomic_write
     from densepose_ext.vis.overlay import draw_iuv
 
-    cfg = get_cfg()
-    add_densepose_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = setup_densepose_cfg(args.config_file, args.opts)
     cfg.MODEL.WEIGHTS = ""  # loaded below, through the DensePose-aware checkpointer
     cfg.freeze()
     predictor = DefaultPredictor(cfg)

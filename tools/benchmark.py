@@ -97,17 +97,10 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from detectron2.config import get_cfg
-
     import densepose_ext.data  # noqa: F401  (registers the datasets)
-    from densepose_ext.config import add_densepose_config
+    from densepose_ext.config import setup_densepose_cfg
 
-    cfg = get_cfg()
-    add_densepose_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = setup_densepose_cfg(args.config_file, args.opts)
     cfg.freeze()
     report = {"config": args.config_file, "device": cfg.MODEL.DEVICE,
               "threads": torch.get_num_threads(),

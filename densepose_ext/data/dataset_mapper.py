@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import os
 from typing import Callable, List, Optional, Union
 
 import numpy as np
@@ -13,6 +14,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
+from densepose_ext.body.official_formats import UV_SYMMETRY
 from densepose_ext.structures import (
     DensePoseData,
     DensePoseList,
@@ -109,7 +111,12 @@ class DensePoseDatasetMapper:
         }
         if cfg.MODEL.KEYPOINT_ON and is_train:
             ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)
-        if is_train and len(cfg.DATASETS.TRAIN):
+        data_dir = cfg.get("DENSEPOSE_DATA_DIR", "")
+        if is_train and data_dir:
+            ret["transform_data"] = functools.partial(
+                DensePoseTransformData.from_mat, os.path.join(data_dir, UV_SYMMETRY)
+            )
+        elif is_train and len(cfg.DATASETS.TRAIN):
             ret["transform_data"] = build_transform_data_loader(cfg.DATASETS.TRAIN[0])
         return ret
 

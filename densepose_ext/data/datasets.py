@@ -28,6 +28,8 @@ from detectron2.data.datasets.builtin_meta import (
     KEYPOINT_CONNECTION_RULES,
 )
 
+from densepose_ext.body.official_formats import UV_SYMMETRY
+
 from .densepose_coco import DensePoseDatasetError, load_densepose_coco_json
 
 __all__ = [
@@ -172,7 +174,7 @@ def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path
         image_root=str(image_root.absolute()),
         body_model="official",
         densepose_data_dir=str(data_dir.absolute()),
-        densepose_uv_symmetry_file=str((data_dir / "UV_symmetry_transforms.mat").absolute()),
+        densepose_uv_symmetry_file=str((data_dir / UV_SYMMETRY).absolute()),
         **_common_metadata(),
     )
     return True

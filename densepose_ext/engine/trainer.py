@@ -9,6 +9,7 @@ from detectron2.data import MetadataCatalog, build_detection_test_loader, build_
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 
+from ..body import BodyModel
 from ..data import DensePoseDatasetMapper
 from ..evaluation import DensePoseEvaluator
 from ..modeling.checkpoint import DensePoseCheckpointer
@@ -45,6 +46,11 @@ class Trainer(DefaultTrainer):
         )
         return super().build_hooks()
 
+    @property
+    def last_eval_results(self):
+        """Metrics of the latest evaluation run by the training hooks (None before any)."""
+        return getattr(self, "_last_eval_results", None)
+
     @classmethod
     def build_train_loader(cls, cfg):
         return build_detection_train_loader(cfg, mapper=DensePoseDatasetMapper(cfg, True))
@@ -75,7 +81,11 @@ class Trainer(DefaultTrainer):
                 )
             )
         if cfg.MODEL.DENSEPOSE_ON:
-            evaluators.append(DensePoseEvaluator(dataset_name, output_dir=output_folder))
+            body = (BodyModel.from_official_files(cfg.DENSEPOSE_DATA_DIR)
+                    if cfg.DENSEPOSE_DATA_DIR else None)  # None: as the dataset metadata says
+            evaluators.append(
+                DensePoseEvaluator(dataset_name, output_dir=output_folder, body_model=body)
+            )
         if not evaluators:
             raise ValueError(f"no evaluator applies to dataset {dataset_name!r}")
         return DatasetEvaluators(evaluators)
