@@ -19,10 +19,12 @@ from typing import Sequence, Tuple
 import cv2
 import numpy as np
 
+from densepose_ext.body.template import vertex_normals
+
 from .rasterize import Camera, Fragments
 
 __all__ = ["BodyRegions", "Outfit", "sample_outfit", "shade_people", "render_background",
-           "compose_image", "vertex_normals"]
+           "compose_image"]
 
 # SMPL joint groups (a vertex skinned to joint j moves with the bone that starts at j).
 _ARM = (16, 17, 18, 19, 20, 21, 22, 23)
@@ -247,16 +249,6 @@ def classify_garments(attrs: dict, outfit: Outfit, waist_span: float) -> np.ndar
         hair |= (head | torso) & (hr[:, 2] < -0.15) & (hr[:, 1] > -1.6)
     label[hair] = HAIR
     return label
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(N,3) unit area-weighted vertex normals of a triangle mesh."""
-    fn = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    n = np.zeros_like(vertices)
-    for k in range(3):
-        for c in range(3):
-            n[:, c] += np.bincount(faces[:, k], weights=fn[:, c], minlength=len(vertices))
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from . import pose as _pose
 logger = logging.getLogger(__name__)
 
 __all__ = ["BodyTemplate", "build_template", "get_template", "template_cache_path",
-           "TEMPLATE_VERSION", "SKELETON", "body_field"]
+           "TEMPLATE_VERSION", "SKELETON", "body_field", "vertex_normals"]
 
 #: bump by hand for changes the source hash would not see (e.g. dependency behaviour)
 TEMPLATE_VERSION = "1"
@@ -231,8 +231,8 @@ def _mesh_symmetric(spacing: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray,
     return all_verts, all_faces, mirror, len(faces)
 
 
-def _vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals."""
+def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """(N,3) area-weighted unit vertex normals of a triangle mesh."""
     fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
     vn = np.zeros_like(v)
     for k in range(3):
@@ -273,7 +273,7 @@ def _relax(v: np.ndarray, f: np.ndarray, mirror: np.ndarray, iterations: int,
     x_ceil = np.where(v[:, 0] < 0, -np.minimum(np.abs(v[:, 0]), 0.3 * spacing) * 0.5, np.inf)
     plane = v[:, 0] == 0.0
     for _ in range(iterations):
-        n = _vertex_normals(v, f)
+        n = vertex_normals(v, f)
         d = adj @ v / deg[:, None] - v
         d -= (d * n).sum(1, keepdims=True) * n
         v = _project_to_surface(v + 0.5 * d)
