@@ -62,6 +62,56 @@ def add_densepose_config(cfg: CN) -> CN:
     # Drop annotated points that fall outside the proposal box (else clamp them to its border).
     _C.MODEL.ROI_DENSEPOSE_HEAD.DROP_POINTS_OUTSIDE_BOX = True
 
+    # Weight of the mask head's loss when DensePose is trained with masks (multi-task).
+    _C.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT = 1.0
+
+    # Cross-task cascade (DensePoseCascadeROIHeads): a second, refining stage per task.
+    _C.MODEL.ROI_CASCADE_HEAD = CN()
+    # True: stage 2 of every task sees the stage-1 outputs of all tasks (the paper's
+    # cross-cascade); False: each task sees only its own stage-1 output (the paper's control).
+    _C.MODEL.ROI_CASCADE_HEAD.CROSS_TASK = True
+    # Multiplier of every stage-1 loss (stage-2 losses keep the tasks' own weights).
+    _C.MODEL.ROI_CASCADE_HEAD.STAGE1_LOSS_WEIGHT = 1.0
+    # Stage whose outputs inference returns: 2, or 1 to time / evaluate the first stage alone.
+    _C.MODEL.ROI_CASCADE_HEAD.TEST_STAGE = 2
+
+    # Fully convolutional DensePose baseline (META_ARCHITECTURE "DensePoseFCN"); its losses
+    # take NUM_PATCHES and the *_WEIGHTS keys from ROI_DENSEPOSE_HEAD.
+    _C.MODEL.DENSEPOSE_FCN = CN()
+    # Backbone features merged by the head (semantic-FPN style).
+    _C.MODEL.DENSEPOSE_FCN.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+    # Stride at which the levels are merged and the predictors run.
+    _C.MODEL.DENSEPOSE_FCN.COMMON_STRIDE = 4
+    # Channels of the head's convs.
+    _C.MODEL.DENSEPOSE_FCN.CONVS_DIM = 128
+    # Normalisation of the head's convs ("GN", "BN", "" ...).
+    _C.MODEL.DENSEPOSE_FCN.NORM = "GN"
+    # 3x3 conv + norm + ReLU layers applied after the merge, before the 1x1 predictors.
+    _C.MODEL.DENSEPOSE_FCN.NUM_STACKED_CONVS = 2
+    # Side S of each instance's pred_densepose grid (resampled from the image-level maps).
+    _C.MODEL.DENSEPOSE_FCN.HEATMAP_SIZE = 112
+    # Connected components of the predicted person mask smaller than this (input pixels) are
+    # dropped at inference.
+    _C.MODEL.DENSEPOSE_FCN.MIN_AREA = 64
+    # Multi-scale / flip testing: probabilities averaged over the runs, then instances extracted.
+    _C.MODEL.DENSEPOSE_FCN.TEST_AUG = CN({"ENABLED": False})
+    # Shorter side of the input at each test scale (the longer side is capped by MAX_SIZE).
+    _C.MODEL.DENSEPOSE_FCN.TEST_AUG.MIN_SIZES = (400, 500, 600, 700, 800)
+    # Cap on the longer side of the input at the test scales.
+    _C.MODEL.DENSEPOSE_FCN.TEST_AUG.MAX_SIZE = 1333
+    # Also run every scale on the mirrored image (flipped back with the symmetry tables).
+    _C.MODEL.DENSEPOSE_FCN.TEST_AUG.FLIP = True
+    # Single-person mode: train on one crop per annotated person and evaluate every GT person
+    # on its own crop with its GT box given (see densepose_ext.data.person_crop_mapper).
+    _C.MODEL.DENSEPOSE_FCN.SINGLE_PERSON_CROP = False
+    # Side of the square crop is CROP_SCALE x the longer side of the person's box (>= 1).
+    _C.MODEL.DENSEPOSE_FCN.CROP_SCALE = 1.2
+    # Crops are resized to CROP_SIZE x CROP_SIZE pixels.
+    _C.MODEL.DENSEPOSE_FCN.CROP_SIZE = 256
+
+    # Points per person and iteration drawn from its dense target (dp_dense_file); 0 = ignore.
+    _C.INPUT.DENSEPOSE_DENSE_POINTS = 200
+
     # Directory of the official DensePose data files (SMPL_subdiv.mat, Pdist_matrix.pkl,
     # SMPL_SUBDIV_TRANSFORM.mat, UV_symmetry_transforms.mat) used for flips and evaluation
     # instead of what the dataset metadata names; "" = follow the metadata.

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "embedded" / "densepose_rcnn_R_50_FPN.yaml"
 SMALL = [
@@ -13,9 +15,9 @@ SMALL = [
 ]
 
 
-def _run(args, cwd):
+def _run(args, cwd, config=CONFIG):
     proc = subprocess.run(
-        [sys.executable, str(REPO / "train_net.py"), "--config-file", str(CONFIG), *args],
+        [sys.executable, str(REPO / "train_net.py"), "--config-file", str(config), *args],
         cwd=cwd, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -78,3 +80,25 @@ def test_apply_net_writes_overlays_and_results(tmp_path):
             assert I.max() <= 24 and 0 <= U.min() and U.max() <= 1
             h, w = det["bbox"][3], det["bbox"][2]
             assert abs(I.shape[0] - h) <= 1 and abs(I.shape[1] - w) <= 1  # IUV at box size
+
+
+@pytest.mark.parametrize("name", [
+    "densepose_rcnn_R_50_FPN_multitask_mask", "densepose_rcnn_R_50_FPN_multitask_kp",
+    "densepose_rcnn_R_50_FPN_multitask_mask_kp", "densepose_rcnn_R_50_FPN_cascade",
+])
+def test_multitask_and_cascade_configs_train_and_evaluate(tmp_path, name):
+    """Two iterations of each embedded multi-task / cascade config, then its final evaluation:
+    DensePose metrics plus the COCO AP of every enabled head."""
+    config = REPO / "configs" / "embedded" / f"{name}.yaml"
+    out = tmp_path / "run"
+    _run([*SMALL, "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out)], cwd=REPO, config=config)
+    results = json.loads((out / "eval_results.json").read_text())
+    expected = {"bbox"} | ({"segm"} if "mask" in name or "cascade" in name else set()) | (
+        {"keypoints"} if "kp" in name or "cascade" in name else set())
+    assert expected <= set(results) and all("AP" in results[t] for t in expected)
+    assert {"segm", "keypoints"} - expected - set(results) == {"segm", "keypoints"} - expected
+    assert {"gps_ap", "auc10"} <= set(results["densepose_summary"])
+    records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    losses = set(records[-1]) if "loss_densepose_I" in records[-1] else set(records[-2])
+    if "cascade" in name:
+        assert {"loss_mask_stage1", "loss_keypoint_stage1", "loss_densepose_U_stage1"} <= losses

@@ -11,6 +11,11 @@ from .datasets import (
     register_embedded_split,
 )
 from .densepose_coco import DensePoseDatasetError, load_densepose_coco_json
+from .person_crop_mapper import (
+    PersonCropMapper,
+    build_person_crop_train_loader,
+    person_crop_dataset,
+)
 
 register_all()
 
@@ -20,10 +25,13 @@ __all__ = [
     "DensePoseDatasetError",
     "DensePoseDatasetMapper",
     "EmbeddedSplit",
+    "PersonCropMapper",
+    "build_person_crop_train_loader",
     "build_transform_data_loader",
     "datasets_root",
     "ensure_embedded_split",
     "load_densepose_coco_json",
+    "person_crop_dataset",
     "register_all",
     "register_densepose_coco",
     "register_embedded_split",

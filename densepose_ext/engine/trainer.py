@@ -10,7 +10,7 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 
 from ..body import BodyModel
-from ..data import DensePoseDatasetMapper
+from ..data import DensePoseDatasetMapper, PersonCropMapper, build_person_crop_train_loader
 from ..evaluation import DensePoseEvaluator
 from ..modeling.checkpoint import DensePoseCheckpointer
 
@@ -37,6 +37,8 @@ class Trainer(DefaultTrainer):
     ``gt_densepose`` reaches the ROI heads), checkpoints through :class:`DensePoseCheckpointer`
     (which also reads detectron2 DensePose model-zoo files), and every test set gets COCO
     box/mask/keypoint AP for the enabled heads plus DensePose GPS/GPSm AP and pointwise AUC.
+    With MODEL.DENSEPOSE_FCN.SINGLE_PERSON_CROP the loaders give one crop per annotated person
+    (:mod:`densepose_ext.data.person_crop_mapper`).
     """
 
     def build_hooks(self):
@@ -53,13 +55,16 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg):
+        if cfg.MODEL.DENSEPOSE_FCN.SINGLE_PERSON_CROP:  # one crop per annotated person
+            return build_person_crop_train_loader(cfg)
         return build_detection_train_loader(cfg, mapper=DensePoseDatasetMapper(cfg, True))
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
-        return build_detection_test_loader(
-            cfg, dataset_name, mapper=DensePoseDatasetMapper(cfg, False)
-        )
+        # single-person mode: every GT person predicted on its own crop with its GT box given
+        mapper_cls = (PersonCropMapper if cfg.MODEL.DENSEPOSE_FCN.SINGLE_PERSON_CROP
+                      else DensePoseDatasetMapper)
+        return build_detection_test_loader(cfg, dataset_name, mapper=mapper_cls(cfg, False))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -78,6 +83,7 @@ class Trainer(DefaultTrainer):
                     tasks=tasks,
                     output_dir=output_folder,
                     use_fast_impl=_has_fast_coco_eval(),
+                    kpt_oks_sigmas=cfg.TEST.KEYPOINT_OKS_SIGMAS,
                 )
             )
         if cfg.MODEL.DENSEPOSE_ON:

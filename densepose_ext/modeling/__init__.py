@@ -1,21 +1,34 @@
-"""DensePose R-CNN modeling: ROI heads (registered at import), head, predictor, losses,
-inference and the checkpoint converter."""
+"""DensePose modeling: R-CNN ROI heads and the fully convolutional DensePoseFCN (registered at
+import), head, predictor, losses, inference and the checkpoint converter."""
+from .cascade_roi_heads import (
+    CascadeRefinement,
+    DensePoseCascadeROIHeads,
+    cascade_tasks,
+    stage1_output_channels,
+)
 from .checkpoint import DensePoseCheckpointer, convert_densepose_keys, is_densepose_key
 from .densepose_head import (
     ROI_DENSEPOSE_HEAD_REGISTRY,
     DensePoseV1ConvXHead,
     build_densepose_head,
 )
+from .fcn import DensePoseFCN
 from .inference import densepose_inference
 from .losses import LOSS_NAMES, DensePoseChartLoss
 from .predictor import DensePoseChartPredictor
-from .roi_heads import DensePoseROIHeads, select_densepose_proposals
+from .roi_heads import DensePoseROIHeads, densepose_proposal_mask, select_densepose_proposals
 
 __all__ = [
     "LOSS_NAMES",
+    "CascadeRefinement",
+    "DensePoseCascadeROIHeads",
+    "cascade_tasks",
+    "densepose_proposal_mask",
+    "stage1_output_channels",
     "ROI_DENSEPOSE_HEAD_REGISTRY",
     "DensePoseChartLoss",
     "DensePoseChartPredictor",
+    "DensePoseFCN",
     "DensePoseCheckpointer",
     "DensePoseROIHeads",
     "DensePoseV1ConvXHead",

@@ -20,16 +20,22 @@ from .inference import densepose_inference
 from .losses import DensePoseChartLoss
 from .predictor import DensePoseChartPredictor
 
-__all__ = ["DensePoseROIHeads", "select_densepose_proposals"]
+__all__ = ["DensePoseROIHeads", "densepose_proposal_mask", "select_densepose_proposals"]
+
+
+def densepose_proposal_mask(proposals: Instances, fg_iou_threshold: float) -> torch.Tensor:
+    """Bool (R,): proposals whose matched GT person has DensePose and IoU >= the threshold."""
+    device = proposals.proposal_boxes.device
+    if len(proposals) == 0 or not proposals.has("gt_densepose"):
+        return torch.zeros(len(proposals), dtype=torch.bool, device=device)
+    iou = matched_pairwise_iou(proposals.proposal_boxes, proposals.gt_boxes)
+    annotated = proposals.gt_densepose.is_annotated.to(iou.device)
+    return annotated & (iou >= fg_iou_threshold)
 
 
 def select_densepose_proposals(proposals: Instances, fg_iou_threshold: float) -> Instances:
     """Foreground proposals whose matched GT person has DensePose and IoU >= the threshold."""
-    if len(proposals) == 0 or not proposals.has("gt_densepose"):
-        return proposals[:0]
-    iou = matched_pairwise_iou(proposals.proposal_boxes, proposals.gt_boxes)
-    annotated = proposals.gt_densepose.is_annotated.to(iou.device)
-    return proposals[annotated & (iou >= fg_iou_threshold)]
+    return proposals[densepose_proposal_mask(proposals, fg_iou_threshold)]
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -76,6 +82,9 @@ class DensePoseROIHeads(StandardROIHeads):
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> dict:
         ret = super().from_config(cfg, input_shape)
+        if ret.get("mask_head") is not None:
+            # detectron2 builds the mask head with weight 1; the multi-task recipes weigh it
+            ret["mask_head"].loss_weight = float(cfg.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT)
         ret.update(cls._init_densepose_head(cfg, input_shape))
         return ret
 
