@@ -16,6 +16,8 @@ from detectron2.data import transforms as T
 
 from densepose_ext.body.official_formats import UV_SYMMETRY
 from densepose_ext.structures import (
+    DENSE_TARGET_KEY,
+    DenseIUV,
     DensePoseData,
     DensePoseList,
     DensePoseTransformData,
@@ -49,6 +51,10 @@ class DensePoseDatasetMapper:
     Training output: {"image": uint8 CHW tensor, "instances": Instances(gt_boxes, gt_classes,
     [gt_masks], [gt_keypoints], [gt_densepose]), plus the input dict's other keys}.
     ``gt_densepose`` is a DensePoseList with None for persons without DensePose.
+    Persons with a dense target (``dp_dense_file``, e.g. from ground-truth interpolation) get
+    ``dense_points`` extra points drawn afresh at every call from the target's labelled cells
+    after it followed the flip, so the point losses supervise the whole target over training;
+    the target itself is not passed on (it would cost memory and transfer for nothing).
     Inference output: image, height, width (and file_name, image_id), no annotations.
     Crops are not supported: the DensePose box frame would no longer match the clipped box.
     """
@@ -66,6 +72,7 @@ class DensePoseDatasetMapper:
         keypoint_hflip_indices: Optional[np.ndarray] = None,
         use_densepose: bool = True,
         transform_data: TransformDataSource = None,
+        dense_points: int = 0,
     ):
         """
         Args:
@@ -77,6 +84,8 @@ class DensePoseDatasetMapper:
             use_densepose: produce ``gt_densepose``.
             transform_data: flip tables, or a zero-argument function loading them on the first
                 horizontal flip (they are only needed when an image is flipped).
+            dense_points: points drawn per person from its dense target (0: dense targets
+                are ignored and not read).
         """
         for aug in augmentations:
             if isinstance(aug, (T.RandomCrop, T.CropTransform)):
@@ -90,6 +99,9 @@ class DensePoseDatasetMapper:
         self.keypoint_hflip_indices = keypoint_hflip_indices
         self.use_densepose = use_densepose
         self._transform_data = transform_data
+        if dense_points < 0:
+            raise ValueError(f"dense_points must be >= 0, got {dense_points}")
+        self.dense_points = int(dense_points)
         mode = "training" if is_train else "inference"
         logger.info(f"[DensePoseDatasetMapper] Augmentations used in {mode}: {augmentations}")
 
@@ -108,6 +120,7 @@ class DensePoseDatasetMapper:
             "instance_mask_format": cfg.INPUT.MASK_FORMAT,
             "use_keypoint": cfg.MODEL.KEYPOINT_ON,
             "use_densepose": bool(cfg.MODEL.get("DENSEPOSE_ON", True)),
+            "dense_points": int(cfg.INPUT.get("DENSEPOSE_DENSE_POINTS", 0)),
         }
         if cfg.MODEL.KEYPOINT_ON and is_train:
             ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)
@@ -149,7 +162,11 @@ class DensePoseDatasetMapper:
         flips = any(isinstance(t, T.HFlipTransform) for t in transforms.transforms)
         transform_data = self.transform_data if flips else None  # its own errors name its file
         try:
-            return DensePoseData.from_annotation(ann).apply_transform(transforms, transform_data)
+            data = DensePoseData.from_annotation(ann)
+            if self.dense_points and DENSE_TARGET_KEY in ann:
+                data.dense = DenseIUV.from_png_file(ann[DENSE_TARGET_KEY])
+            data = data.apply_transform(transforms, transform_data)
+            return data.with_dense_points(self.dense_points) if data.dense is not None else data
         except (ValueError, KeyError, TypeError) as e:
             raise DensePoseDatasetError(
                 f"{where} annotation id={ann.get('id', '?')}: bad DensePose data: {e}"

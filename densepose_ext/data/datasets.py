@@ -8,6 +8,9 @@ and MetadataCatalog. Paths live under ``$DETECTRON2_DATASETS`` (default ``./data
   parameters of :data:`EMBEDDED_SPLITS` (deterministic, resumable).
 - ``coco/train2014``, ``coco/val2014``, ``coco/annotations/densepose_*.json`` : the real
   DensePose-COCO splits, registered only if their json and image directory exist.
+- ``interpolated/<dataset>/`` (or ``$DENSEPOSE_INTERPOLATED_ROOT/<dataset>/``) : dense targets
+  written by ground-truth interpolation (``python -m distill.interpolate``), registered as
+  ``<dataset>_interpolated`` (see :mod:`distill.datasets`).
 - ``densepose_data/`` : the official DensePose data files (UV_symmetry_transforms.mat,
   SMPL_subdiv.mat, SMPL_SUBDIV_TRANSFORM.mat, Pdist_matrix.pkl) used with the real splits;
   the embedded splits use the embedded body model instead (``body_model="embedded"``).
@@ -181,7 +184,8 @@ def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path
 
 
 def register_all(root: Optional[Path] = None) -> None:
-    """Register the embedded splits and the DensePose-COCO splits found under ``root``."""
+    """Register the embedded splits, the DensePose-COCO splits found under ``root`` and the
+    ground-truth interpolation outputs under the interpolation root."""
     root = Path(root) if root is not None else datasets_root()
     for name, split in EMBEDDED_SPLITS.items():
         if name not in DatasetCatalog.list():
@@ -194,3 +198,7 @@ def register_all(root: Optional[Path] = None) -> None:
     ]
     if found:
         logger.info("Registered DensePose-COCO splits: %s", ", ".join(found))
+    # after the sources: an interpolated dataset takes its source's metadata
+    from distill.datasets import interpolated_root, register_all_interpolated
+
+    register_all_interpolated(interpolated_root(root))

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from detectron2.structures import BoxMode
 
-from densepose_ext.structures.densepose_data import check_densepose_annotation
+from densepose_ext.structures.densepose_data import DENSE_TARGET_KEY, check_densepose_annotation
 
 __all__ = ["DensePoseDatasetError", "load_densepose_coco_json", "BOX_TOLERANCE", "NUM_KEYPOINTS"]
 
@@ -146,6 +146,17 @@ def _dense_file(image_root: str, file_name: str) -> Optional[str]:
     return str(path) if path.exists() else None
 
 
+def _dense_target_path(json_file: str, json_dir: str, ann: dict, check: bool) -> str:
+    """Absolute path of an annotation's dense target (relative paths: to the json's dir)."""
+    path = os.path.join(json_dir, ann[DENSE_TARGET_KEY])
+    if check and not os.path.isfile(path):
+        raise DensePoseDatasetError(
+            f"{json_file}: annotation id={ann['id']} (image id={ann['image_id']}): "
+            f"{DENSE_TARGET_KEY} {path} does not exist"
+        )
+    return path
+
+
 def load_densepose_coco_json(
     json_file: Union[str, os.PathLike],
     image_root: Union[str, os.PathLike],
@@ -164,14 +175,16 @@ def load_densepose_coco_json(
     Returns:
         One dict per image: file_name (absolute), height, width, image_id, optionally
         dense_file, and annotations: bbox (XYWH_ABS), bbox_mode, category_id 0, iscrowd,
-        keypoints (+0.5 on x, y as in detectron2's COCO loader), plus every other key of the
-        record unchanged (segmentation, dp_*, id, ...).
+        keypoints (+0.5 on x, y as in detectron2's COCO loader), ``dp_dense_file`` (a dense
+        IUV target, resolved against the json's directory) and every other key of the record
+        unchanged (segmentation, dp_*, id, ...).
 
     Raises:
         DensePoseDatasetError naming the file, image id and annotation id of the bad record.
     """
     json_file = os.fspath(json_file)
     image_root = os.path.abspath(os.fspath(image_root))
+    json_dir = os.path.dirname(os.path.abspath(json_file))
     data = _read_json(json_file)
 
     images: Dict[Any, dict] = {}
@@ -239,6 +252,8 @@ def load_densepose_coco_json(
             obj["iscrowd"] = int(ann.get("iscrowd", 0))
             if "keypoints" in ann:
                 obj["keypoints"] = _keypoints_to_continuous(ann["keypoints"])
+            if DENSE_TARGET_KEY in ann:
+                obj[DENSE_TARGET_KEY] = _dense_target_path(json_file, json_dir, ann, check_images)
             objs.append(obj)
         record["annotations"] = objs
         dataset_dicts.append(record)

@@ -1,8 +1,10 @@
 """DensePose ground-truth structures and their flip transforms."""
 from .densepose_data import (
+    DENSE_TARGET_KEY,
     DP_KEYS,
     DP_POINT_KEYS,
     FRAME_SIZE,
+    DenseIUV,
     DensePoseData,
     DensePoseList,
     check_densepose_annotation,
@@ -18,10 +20,12 @@ from .transform_data import (
 
 __all__ = [
     "COARSE_PART_HFLIP",
+    "DENSE_TARGET_KEY",
     "DP_KEYS",
     "DP_POINT_KEYS",
     "FINE_PART_HFLIP",
     "FRAME_SIZE",
+    "DenseIUV",
     "DensePoseData",
     "DensePoseList",
     "DensePoseTransformData",

@@ -1,4 +1,5 @@
-"""Sparse DensePose ground truth of one person (points + coarse mask), and a list of them.
+"""DensePose ground truth of one person (points, coarse mask, optional dense IUV target), and a
+list of them.
 
 Everything is expressed in the 256x256 frame of the person's box, as in DensePose-COCO:
 a point (x, y) of that frame sits at image position (x0 + x * w / 256, y0 + y * h / 256).
@@ -7,7 +8,9 @@ and a horizontal flip mirrors the frame and relabels the body parts.
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence, Union
+import base64
+import os
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -28,6 +31,8 @@ __all__ = [
     "FRAME_SIZE",
     "NUM_FINE_PARTS",
     "NUM_COARSE_PARTS",
+    "DENSE_TARGET_KEY",
+    "DenseIUV",
     "DensePoseData",
     "DensePoseList",
     "check_densepose_annotation",
@@ -41,6 +46,9 @@ NUM_FINE_PARTS = 24
 NUM_COARSE_PARTS = 14
 DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
 DP_KEYS = DP_POINT_KEYS + ("dp_masks",)
+#: Annotation key naming a dense IUV target PNG (see :class:`DenseIUV`), e.g. written by
+#: ground-truth interpolation (``python -m distill.interpolate``).
+DENSE_TARGET_KEY = "dp_dense_file"
 
 # Transforms that scale/translate the whole image uniformly per axis: box-relative data is
 # invariant under them (the box is transformed by detectron2 alongside).
@@ -71,10 +79,17 @@ def check_densepose_annotation(ann: dict) -> bool:
     """Validate the ``dp_*`` fields of one raw annotation; return whether it has DensePose.
 
     Raises ValueError with a message saying what is wrong (the caller adds file and ids).
-    An annotation either has none of the ``dp_*`` keys or all six of them.
+    An annotation either has none of the ``dp_*`` keys or all six of them; a dense target
+    (``dp_dense_file``, a non-empty path string) may only come with them.
     """
     if not has_densepose(ann):
+        if DENSE_TARGET_KEY in ann:
+            raise ValueError(f"{DENSE_TARGET_KEY} given without DensePose points (dp_* keys)")
         return False
+    if DENSE_TARGET_KEY in ann:
+        path = ann[DENSE_TARGET_KEY]
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"{DENSE_TARGET_KEY} must be a non-empty path string, got {path!r}")
     missing = [k for k in DP_KEYS if k not in ann]
     if missing:
         raise ValueError(f"incomplete DensePose annotation: missing {', '.join(missing)}")
@@ -136,6 +151,113 @@ def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
     return segm
 
 
+class DenseIUV:
+    """Dense DensePose labels of one person on a T x T grid spanning its box frame.
+
+    Cell (r, c) covers the box-frame square [c, c+1) x [r, r+1) scaled by 256 / T, so with
+    T = 256 cells are the frame's unit squares (those of ``dp_masks``); a frame point (x, y)
+    lies in cell (floor(y * T / 256), floor(x * T / 256)).
+
+    Attributes:
+        i: (T,T) int64 fine part 0..24 (0 = no label: background or outside the person).
+        u, v: (T,T) float32 chart coordinates in [0, 1] (0 where i = 0).
+
+    Stored as a PNG of the uint8 image [I, round(255 U), round(255 V)], the encoding of
+    :func:`densepose_ext.evaluation.iuv.encode_iuv_png`.
+    """
+
+    def __init__(self, i: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
+        self.i = torch.as_tensor(i).long()
+        self.u = torch.as_tensor(u, dtype=torch.float32)
+        self.v = torch.as_tensor(v, dtype=torch.float32)
+
+    @property
+    def size(self) -> int:
+        """Side T of the grid."""
+        return int(self.i.shape[-1])
+
+    @property
+    def device(self) -> torch.device:
+        return self.i.device
+
+    def __repr__(self) -> str:
+        return f"DenseIUV(size={self.size}, labelled={int((self.i > 0).sum())})"
+
+    def validate(self) -> None:
+        """Check shapes and value ranges; raise ValueError saying what is wrong."""
+        t = self.i.shape
+        if len(t) != 2 or t[0] != t[1] or t[0] == 0:
+            raise ValueError(f"dense IUV must be a non-empty square grid, got shape {tuple(t)}")
+        for name in ("u", "v"):
+            if getattr(self, name).shape != t:
+                raise ValueError(f"dense {name.upper()} has shape "
+                                 f"{tuple(getattr(self, name).shape)}, I has {tuple(t)}")
+        if int(self.i.min()) < 0 or int(self.i.max()) > NUM_FINE_PARTS:
+            raise ValueError(f"dense part labels outside 0..{NUM_FINE_PARTS}")
+        for name in ("u", "v"):
+            a = getattr(self, name)
+            if float(a.min()) < 0 or float(a.max()) > 1:
+                raise ValueError(f"dense {name.upper()} outside [0, 1]")
+
+    def to(self, device: Union[str, torch.device]) -> "DenseIUV":
+        """A copy on ``device`` (self if already there)."""
+        if torch.device(device) == self.device:
+            return self
+        return DenseIUV(self.i.to(device), self.u.to(device), self.v.to(device))
+
+    def hflip(self, transform_data: DensePoseTransformData) -> "DenseIUV":
+        """The mirrored target: columns reversed, then every label flipped like a point."""
+        td = transform_data.to(self.device)
+        i, u, v = td.flip_iuv(self.i.flip(1), self.u.flip(1), self.v.flip(1))
+        return DenseIUV(i, u, v)
+
+    def sample_points(
+        self, num: int, generator: Optional[torch.Generator] = None
+    ) -> Tuple[torch.Tensor, ...]:
+        """(x, y, i, u, v) of ``num`` distinct labelled cells drawn uniformly (all of them if
+        fewer), positioned at the cell centres in the 256x256 box frame."""
+        labelled = (self.i > 0).flatten().nonzero().flatten()
+        if num < len(labelled):
+            order = torch.randperm(len(labelled), generator=generator)
+            labelled = labelled[order[:num].to(labelled.device)]
+        t = self.size
+        rows, cols = labelled // t, labelled % t
+        scale = FRAME_SIZE / t
+        x = (cols.float() + 0.5) * scale
+        y = (rows.float() + 0.5) * scale
+        return x, y, self.i.flatten()[labelled], self.u.flatten()[labelled], \
+            self.v.flatten()[labelled]
+
+    # ----------------------------------------------------------------------------- files
+    def to_png_bytes(self) -> bytes:
+        """The target as PNG file contents (lossless for I, U/V within 1/510)."""
+        from densepose_ext.evaluation.iuv import encode_iuv_png
+
+        return base64.b64decode(
+            encode_iuv_png(self.i.cpu().numpy(), self.u.cpu().numpy(), self.v.cpu().numpy())
+        )
+
+    @classmethod
+    def from_png_bytes(cls, data: bytes) -> "DenseIUV":
+        """Inverse of :meth:`to_png_bytes`; ValueError on anything but a valid square target."""
+        from densepose_ext.evaluation.iuv import decode_iuv_png
+
+        I, U, V = decode_iuv_png(base64.b64encode(data).decode("ascii"))
+        target = cls(torch.from_numpy(I.astype(np.int64)), torch.from_numpy(U),
+                     torch.from_numpy(V))
+        target.validate()
+        return target
+
+    @classmethod
+    def from_png_file(cls, path: Union[str, os.PathLike]) -> "DenseIUV":
+        """Read a target PNG; errors name the file."""
+        try:
+            with open(path, "rb") as f:
+                return cls.from_png_bytes(f.read())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{os.fspath(path)}: not a valid dense IUV target PNG: {e}") from e
+
+
 class DensePoseData:
     """DensePose ground truth of one person in its box frame.
 
@@ -144,6 +266,8 @@ class DensePoseData:
         i: (P,) int64 fine part labels 1..24.
         u, v: (P,) float32 chart coordinates in [0, 1].
         segm: (256,256) uint8 coarse part label map 0..14, or None.
+        dense: :class:`DenseIUV` target (e.g. from ground-truth interpolation), or None. It
+            follows flips like the points; :meth:`with_dense_points` turns it into points.
     """
 
     def __init__(
@@ -154,6 +278,7 @@ class DensePoseData:
         u: torch.Tensor,
         v: torch.Tensor,
         segm: Optional[torch.Tensor] = None,
+        dense: Optional[DenseIUV] = None,
     ):
         self.x = torch.as_tensor(x, dtype=torch.float32)
         self.y = torch.as_tensor(y, dtype=torch.float32)
@@ -161,6 +286,9 @@ class DensePoseData:
         self.u = torch.as_tensor(u, dtype=torch.float32)
         self.v = torch.as_tensor(v, dtype=torch.float32)
         self.segm = None if segm is None else torch.as_tensor(segm, dtype=torch.uint8)
+        if dense is not None and not isinstance(dense, DenseIUV):
+            raise TypeError(f"dense must be a DenseIUV, got {type(dense).__name__}")
+        self.dense = dense
 
     @classmethod
     def from_annotation(cls, ann: dict) -> "DensePoseData":
@@ -183,7 +311,8 @@ class DensePoseData:
 
     def __repr__(self) -> str:
         segm = "none" if self.segm is None else "x".join(map(str, self.segm.shape))
-        return f"DensePoseData(num_points={len(self)}, segm={segm})"
+        dense = "none" if self.dense is None else f"{self.dense.size}x{self.dense.size}"
+        return f"DensePoseData(num_points={len(self)}, segm={segm}, dense={dense})"
 
     def validate(self) -> None:
         """Check shapes and value ranges; raise ValueError saying what is wrong."""
@@ -207,15 +336,18 @@ class DensePoseData:
                 raise ValueError(f"DensePoseData.segm has shape {tuple(self.segm.shape)}")
             if self.segm.numel() and int(self.segm.max()) > NUM_COARSE_PARTS:
                 raise ValueError(f"DensePoseData.segm labels outside 0..{NUM_COARSE_PARTS}")
+        if self.dense is not None:
+            self.dense.validate()
 
     def to(self, device: Union[str, torch.device]) -> "DensePoseData":
         """A copy on ``device`` (self if already there)."""
         if torch.device(device) == self.device:
             return self
         segm = None if self.segm is None else self.segm.to(device)
+        dense = None if self.dense is None else self.dense.to(device)
         return DensePoseData(
             self.x.to(device), self.y.to(device), self.i.to(device), self.u.to(device),
-            self.v.to(device), segm,
+            self.v.to(device), segm, dense,
         )
 
     def apply_transform(
@@ -226,9 +358,10 @@ class DensePoseData:
         """The data as seen after ``transforms`` (returns a new object).
 
         Resizes leave box-relative data unchanged; an odd number of horizontal flips mirrors
-        the frame (x -> 256 - x, segm columns reversed), relabels fine and coarse parts and
-        maps (U, V) through ``transform_data``'s symmetry tables. Other geometric transforms
-        (crops, rotations, vertical flips) are refused: the box frame would no longer match.
+        the frame (x -> 256 - x, segm and dense columns reversed), relabels fine and coarse
+        parts and maps (U, V) through ``transform_data``'s symmetry tables. Other geometric
+        transforms (crops, rotations, vertical flips) are refused: the box frame would no
+        longer match.
         """
         if isinstance(transforms, TransformList):
             tfms = transforms.transforms
@@ -252,13 +385,32 @@ class DensePoseData:
         return self.hflip(transform_data)
 
     def hflip(self, transform_data: DensePoseTransformData) -> "DensePoseData":
-        """The mirrored data: positions, part labels, (U, V) and coarse mask."""
+        """The mirrored data: positions, part labels, (U, V), coarse mask and dense target."""
         td = transform_data.to(self.device)
         i, u, v = td.flip_iuv(self.i, self.u, self.v)
         segm = None
         if self.segm is not None:
             segm = td.flip_coarse_labels(self.segm.flip(1))
-        return DensePoseData(FRAME_SIZE - self.x, self.y.clone(), i, u, v, segm)
+        dense = None if self.dense is None else self.dense.hflip(td)
+        return DensePoseData(FRAME_SIZE - self.x, self.y.clone(), i, u, v, segm, dense)
+
+    def with_dense_points(
+        self, num: int, generator: Optional[torch.Generator] = None
+    ) -> "DensePoseData":
+        """The annotated points plus ``num`` points drawn from the dense target's labelled
+        cells (see :meth:`DenseIUV.sample_points`), without the dense target.
+
+        Dense supervision thus reaches the unchanged point losses; drawing anew at every call
+        (every iteration) covers the whole target over training. Without a target, or with
+        ``num`` = 0, only the target is dropped.
+        """
+        if self.dense is None or num <= 0:
+            return DensePoseData(self.x, self.y, self.i, self.u, self.v, self.segm)
+        x, y, i, u, v = (t.to(self.device) for t in self.dense.sample_points(num, generator))
+        return DensePoseData(
+            torch.cat([self.x, x]), torch.cat([self.y, y]), torch.cat([self.i, i]),
+            torch.cat([self.u, u]), torch.cat([self.v, v]), self.segm,
+        )
 
 
 class DensePoseList:

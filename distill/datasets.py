@@ -1,0 +1,160 @@
+"""Registration of ground-truth-interpolated datasets (``<dataset>_interpolated``).
+
+An interpolation output directory DIR (written by ``python -m distill.interpolate``) holds::
+
+    interpolation.json   what produced it: source dataset, its json and image root, teacher,
+                         target size, mask source, the source's metadata; "complete" once done
+    targets/<id>.png     one dense IUV target per DensePose-annotated person
+    annotations.json     the source json, each DensePose annotation naming its target in
+                         ``dp_dense_file`` (relative to DIR); written last
+
+How a fresh process finds it: importing ``densepose_ext.data`` scans the interpolation root,
+``$DENSEPOSE_INTERPOLATED_ROOT`` (default ``$DETECTRON2_DATASETS/interpolated``), and
+registers every complete DIR directly under it as ``<source dataset>_interpolated``; the
+interpolation tool writes to ``<root>/<dataset>`` by default, so
+``DATASETS.TRAIN ("densepose_embedded_train_interpolated",)`` works with no other setting.
+A DIR elsewhere is registered with :func:`register_interpolated`.
+
+The registered dataset has the source's images and metadata (body model, flip tables,
+keypoint names, ...); only ``json_file`` points to DIR/annotations.json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional, Union
+
+# densepose_ext.data imports this module while it registers its datasets: import from it
+# inside functions only, never at module level.
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+__all__ = [
+    "INTERPOLATED_SUFFIX",
+    "PARAMS_FILE",
+    "ANNOTATIONS_FILE",
+    "TARGETS_DIR",
+    "InterpolatedDatasetError",
+    "interpolated_root",
+    "default_output_dir",
+    "read_params",
+    "register_interpolated",
+    "register_all_interpolated",
+]
+
+logger = logging.getLogger(__name__)
+
+INTERPOLATED_SUFFIX = "_interpolated"
+PARAMS_FILE = "interpolation.json"
+ANNOTATIONS_FILE = "annotations.json"
+TARGETS_DIR = "targets"
+#: metadata keys that describe where a dataset's files are, not what the data is
+_LOCATION_KEYS = ("name", "json_file", "image_root", "embedded_split")
+
+
+class InterpolatedDatasetError(ValueError):
+    """An interpolation directory is missing, incomplete or inconsistent (message names it)."""
+
+
+def interpolated_root(datasets_root: Optional[Union[str, os.PathLike]] = None) -> Path:
+    """``$DENSEPOSE_INTERPOLATED_ROOT``, else ``<datasets root>/interpolated``."""
+    env = os.environ.get("DENSEPOSE_INTERPOLATED_ROOT")
+    if env:
+        return Path(env)
+    if datasets_root is None:
+        from densepose_ext.data.datasets import datasets_root as _root
+
+        datasets_root = _root()
+    return Path(datasets_root) / "interpolated"
+
+
+def default_output_dir(dataset_name: str) -> Path:
+    """Where interpolating ``dataset_name`` writes by default (found again at import)."""
+    return interpolated_root() / dataset_name
+
+
+def read_params(out_dir: Union[str, os.PathLike]) -> dict:
+    """The ``interpolation.json`` of an output directory (InterpolatedDatasetError if absent
+    or unreadable)."""
+    path = Path(out_dir) / PARAMS_FILE
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InterpolatedDatasetError(
+            f"{path}: not found; {out_dir} is not a ground-truth interpolation output"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise InterpolatedDatasetError(f"{path}: unreadable ({e})") from None
+    missing = [k for k in ("source_dataset", "image_root") if k not in params]
+    if not isinstance(params, dict) or missing:
+        raise InterpolatedDatasetError(f"{path}: missing {', '.join(missing) or 'content'}")
+    return params
+
+
+def register_interpolated(name: Optional[str], out_dir: Union[str, os.PathLike]) -> str:
+    """Register the interpolation output ``out_dir`` as ``name`` (default
+    ``<source dataset>_interpolated``); return the name.
+
+    Metadata are the source dataset's (as registered now, else as recorded when the targets
+    were written) with ``json_file`` = DIR/annotations.json; the image root is the source's.
+    """
+    out_dir = Path(out_dir).absolute()
+    params = read_params(out_dir)
+    json_file = out_dir / ANNOTATIONS_FILE
+    if not params.get("complete") or not json_file.is_file():
+        raise InterpolatedDatasetError(
+            f"{out_dir}: interpolation is incomplete (no {ANNOTATIONS_FILE} yet); run "
+            "`python -m distill.interpolate` again with the same arguments to finish it"
+        )
+    source = params["source_dataset"]
+    name = name or source + INTERPOLATED_SUFFIX
+    if source in DatasetCatalog.list():
+        meta = MetadataCatalog.get(source).as_dict()
+    else:
+        meta = dict(params.get("metadata", {}))
+    image_root = str(meta.get("image_root") or params["image_root"])
+    meta = {k: v for k, v in meta.items() if k not in _LOCATION_KEYS}
+
+    def load() -> List[dict]:
+        from densepose_ext.data.densepose_coco import load_densepose_coco_json
+
+        return load_densepose_coco_json(json_file, image_root, dataset_name=name)
+
+    if name in DatasetCatalog.list():
+        logger.info("Dataset %s is registered again, now from %s", name, out_dir)
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(
+        json_file=str(json_file), image_root=image_root, interpolated_from=source,
+        interpolation_dir=str(out_dir), **meta,
+    )
+    return name
+
+
+def register_all_interpolated(root: Optional[Union[str, os.PathLike]] = None) -> List[str]:
+    """Register every complete interpolation output directly under ``root`` (default
+    :func:`interpolated_root`); return the names. Incomplete ones are logged, not registered;
+    two outputs of the same source dataset are an error (the name would be ambiguous)."""
+    root = Path(root) if root is not None else interpolated_root()
+    if not root.is_dir():
+        return []
+    names, owners = [], {}
+    for out_dir in sorted(p for p in root.iterdir() if (p / PARAMS_FILE).is_file()):
+        params = read_params(out_dir)
+        if not params.get("complete"):
+            logger.info("Interpolation output %s is incomplete: not registered", out_dir)
+            continue
+        name = params["source_dataset"] + INTERPOLATED_SUFFIX
+        if name in owners:
+            raise InterpolatedDatasetError(
+                f"{root}: {owners[name]} and {out_dir} both interpolate "
+                f"{params['source_dataset']}; keep one, or move one elsewhere and register it "
+                "under another name with distill.datasets.register_interpolated"
+            )
+        owners[name] = out_dir
+        names.append(register_interpolated(name, out_dir))
+    if names:
+        logger.info("Registered interpolated datasets: %s", ", ".join(names))
+    return names
