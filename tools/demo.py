@@ -18,7 +18,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "embedded" / "densepose_rcnn_R_50_FPN.yaml"
-METRIC_KEYS = ("gps_ap", "gpsm_ap", "auc10", "auc20", "auc30")
 
 
 def run(cmd) -> None:
@@ -29,12 +28,10 @@ def run(cmd) -> None:
 
 def read_metrics(eval_dir: Path) -> dict:
     """The demo's headline numbers from the ``eval_results.json`` of a train_net run."""
-    results = json.loads((eval_dir / "eval_results.json").read_text())
-    if len(results) == 1 and "bbox" not in results:  # {dataset: metrics} with several tests
-        results = next(iter(results.values()))
-    out = {k: results["densepose_summary"][k] for k in METRIC_KEYS}
-    out["bbox_ap"] = results["bbox"]["AP"]
-    return out
+    from densepose_ext.evaluation import HEADLINE_KEYS, read_headline_metrics
+
+    metrics = read_headline_metrics(eval_dir)
+    return {**{k: metrics[k] for k in HEADLINE_KEYS}, "bbox_ap": metrics["bbox_ap"]}
 
 
 def main(argv=None) -> dict:

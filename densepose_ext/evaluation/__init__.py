@@ -40,6 +40,7 @@ from .iuv import (
     paste_iuv_in_image,
 )
 from .pointwise import AUC_THRESHOLDS, auc, auc_metrics, best_gps_point_errors, error_curve
+from .results import HEADLINE_KEYS, read_headline_metrics
 
 __all__ = [
     "AUC_THRESHOLDS",
@@ -49,6 +50,7 @@ __all__ = [
     "DensePoseEvaluationError",
     "DensePoseEvaluator",
     "GtPoints",
+    "HEADLINE_KEYS",
     "IGNORE_BOX_IOU",
     "ImagePairs",
     "METRIC_NAMES",
@@ -79,4 +81,5 @@ __all__ = [
     "paste_iuv_in_image",
     "point_kappa",
     "prediction_errors",
+    "read_headline_metrics",
 ]
