@@ -11,7 +11,6 @@ events, evaluation outputs (``inference/<dataset>/``) and every metric of the la
 evaluation (``eval_results.json``) go to ``OUTPUT_DIR``.
 """
 import json
-import logging
 import os
 
 import torch
@@ -19,6 +18,7 @@ import torch
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import densepose_ext.data  # noqa: F401  (registers the datasets)
 from densepose_ext.config import setup_densepose_cfg
@@ -33,7 +33,8 @@ def setup(args):
     cfg = setup_densepose_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
-    logging.getLogger("densepose_ext").setLevel(logging.INFO)
+    # our modules' messages (evaluator tables, dataset checks) beside detectron2's, same log file
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="densepose_ext")
     return cfg
 
 

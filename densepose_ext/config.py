@@ -109,6 +109,43 @@ def add_densepose_config(cfg: CN) -> CN:
     # Crops are resized to CROP_SIZE x CROP_SIZE pixels.
     _C.MODEL.DENSEPOSE_FCN.CROP_SIZE = 256
 
+    # 3D-pose classification (Pose3DClassROIHeads): the mapper adds gt_pose3d (N, 24, 3) from
+    # the annotations' joints_3d, the heads classify each person's pose among K classes.
+    _C.MODEL.POSE3D_ON = False
+    _C.MODEL.ROI_POSE3D_HEAD = CN()
+    # Logits head, a name in ROI_POSE3D_HEAD_REGISTRY.
+    _C.MODEL.ROI_POSE3D_HEAD.NAME = "Pose3DClassConvFCHead"
+    # npz of K-means class centres (python -m densepose_ext.modeling.pose3d);
+    # "" = OUTPUT_DIR/pose3d_classes.npz.
+    _C.MODEL.ROI_POSE3D_HEAD.CLASSES_FILE = ""
+    # Build a missing classes file from DATASETS.TRAIN (K-means with the keys below).
+    _C.MODEL.ROI_POSE3D_HEAD.BUILD_CLASSES_IF_MISSING = True
+    # Number of pose classes K; must equal the classes file's.
+    _C.MODEL.ROI_POSE3D_HEAD.NUM_CLASSES = 100
+    # k-means++ seed and Lloyd iteration cap used when the classes are built.
+    _C.MODEL.ROI_POSE3D_HEAD.KMEANS_SEED = 0
+    _C.MODEL.ROI_POSE3D_HEAD.KMEANS_MAX_ITER = 100
+    # Classes ignore the rotation about the camera's vertical axis (False: viewpoint is part
+    # of the class, as the image shows it); must equal the classes file's.
+    _C.MODEL.ROI_POSE3D_HEAD.ALIGN_YAW = False
+    # ROI pooler of the branch (type, output side, sampling points per bin).
+    _C.MODEL.ROI_POSE3D_HEAD.POOLER_TYPE = "ROIAlignV2"
+    _C.MODEL.ROI_POSE3D_HEAD.POOLER_RESOLUTION = 7
+    _C.MODEL.ROI_POSE3D_HEAD.POOLER_SAMPLING_RATIO = 2
+    # 3x3 convs before the fully connected layers, their channels and norm ("", "GN", ...).
+    _C.MODEL.ROI_POSE3D_HEAD.NUM_CONV = 2
+    _C.MODEL.ROI_POSE3D_HEAD.CONV_DIM = 256
+    _C.MODEL.ROI_POSE3D_HEAD.NORM = ""
+    # Fully connected layers before the K-way classifier and their width.
+    _C.MODEL.ROI_POSE3D_HEAD.NUM_FC = 2
+    _C.MODEL.ROI_POSE3D_HEAD.FC_DIM = 1024
+    # Weight of the class cross-entropy.
+    _C.MODEL.ROI_POSE3D_HEAD.LOSS_WEIGHT = 1.0
+    # A proposal trains the branch if its IoU with its matched GT person is >= this.
+    _C.MODEL.ROI_POSE3D_HEAD.FG_IOU_THRESHOLD = 0.7
+    # Evaluation: a detection matches a GT person at IoU >= this (greedy by score).
+    _C.MODEL.ROI_POSE3D_HEAD.EVAL_IOU_THRESHOLD = 0.5
+
     # Points per person and iteration drawn from its dense target (dp_dense_file); 0 = ignore.
     _C.INPUT.DENSEPOSE_DENSE_POINTS = 200
 

@@ -15,6 +15,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from densepose_ext.body.official_formats import UV_SYMMETRY
+from densepose_ext.modeling.pose3d.joints import NUM_JOINTS, joints_from_annotation, mirror_poses
 from densepose_ext.structures import (
     DENSE_TARGET_KEY,
     DenseIUV,
@@ -51,6 +52,8 @@ class DensePoseDatasetMapper:
     Training output: {"image": uint8 CHW tensor, "instances": Instances(gt_boxes, gt_classes,
     [gt_masks], [gt_keypoints], [gt_densepose]), plus the input dict's other keys}.
     ``gt_densepose`` is a DensePoseList with None for persons without DensePose.
+    With ``use_pose3d``, ``gt_pose3d`` (N, 24, 3) holds the persons' camera-frame ``joints_3d``
+    (NaN rows for persons without them), mirrored with the image (see :meth:`_pose3d`).
     Persons with a dense target (``dp_dense_file``, e.g. from ground-truth interpolation) get
     ``dense_points`` extra points drawn afresh at every call from the target's labelled cells
     after it followed the flip, so the point losses supervise the whole target over training;
@@ -73,6 +76,7 @@ class DensePoseDatasetMapper:
         use_densepose: bool = True,
         transform_data: TransformDataSource = None,
         dense_points: int = 0,
+        use_pose3d: bool = False,
     ):
         """
         Args:
@@ -86,6 +90,7 @@ class DensePoseDatasetMapper:
                 horizontal flip (they are only needed when an image is flipped).
             dense_points: points drawn per person from its dense target (0: dense targets
                 are ignored and not read).
+            use_pose3d: produce ``gt_pose3d`` from the annotations' ``joints_3d``.
         """
         for aug in augmentations:
             if isinstance(aug, (T.RandomCrop, T.CropTransform)):
@@ -102,6 +107,10 @@ class DensePoseDatasetMapper:
         if dense_points < 0:
             raise ValueError(f"dense_points must be >= 0, got {dense_points}")
         self.dense_points = int(dense_points)
+        if use_pose3d and any(isinstance(a, (T.RandomRotation, T.RotationTransform))
+                              for a in augmentations):
+            raise ValueError("3D poses (use_pose3d) cannot follow rotation augmentations")
+        self.use_pose3d = use_pose3d
         mode = "training" if is_train else "inference"
         logger.info(f"[DensePoseDatasetMapper] Augmentations used in {mode}: {augmentations}")
 
@@ -121,6 +130,7 @@ class DensePoseDatasetMapper:
             "use_keypoint": cfg.MODEL.KEYPOINT_ON,
             "use_densepose": bool(cfg.MODEL.get("DENSEPOSE_ON", True)),
             "dense_points": int(cfg.INPUT.get("DENSEPOSE_DENSE_POINTS", 0)),
+            "use_pose3d": bool(cfg.MODEL.get("POSE3D_ON", False)),
         }
         if cfg.MODEL.KEYPOINT_ON and is_train:
             ret["keypoint_hflip_indices"] = utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)
@@ -172,6 +182,29 @@ class DensePoseDatasetMapper:
                 f"{where} annotation id={ann.get('id', '?')}: bad DensePose data: {e}"
             ) from e
 
+    @staticmethod
+    def _pose3d(ann: dict, transforms: T.TransformList, where: str) -> np.ndarray:
+        """(NUM_JOINTS, 3) camera-frame joints after the transforms (NaN if the person has none).
+
+        An image flip mirrors the pose: left/right joints swap and x (horizontal flip) or y
+        (vertical flip) changes sign. Projected with the principal point mirrored too
+        (cx -> W - cx), the mirrored joints land exactly on the flipped image's joints; resizing
+        changes the intrinsics only, so the joints stay as they are.
+        """
+        try:
+            joints = joints_from_annotation(ann)
+        except ValueError as e:
+            raise DensePoseDatasetError(
+                f"{where} annotation id={ann.get('id', '?')}: bad 3D joints: {e}") from None
+        if joints is None:
+            return np.full((NUM_JOINTS, 3), np.nan, dtype=np.float32)
+        for t in transforms.transforms:
+            if isinstance(t, T.HFlipTransform):
+                joints = mirror_poses(joints, axis=0)
+            elif isinstance(t, T.VFlipTransform):
+                joints = mirror_poses(joints, axis=1)
+        return joints
+
     def __call__(self, dataset_dict: dict) -> dict:
         dataset_dict = copy.deepcopy(dataset_dict)
         image = self._read_image(dataset_dict)
@@ -188,7 +221,7 @@ class DensePoseDatasetMapper:
             return dataset_dict
 
         where = f"{dataset_dict['file_name']} (image id={dataset_dict.get('image_id', '?')})"
-        annos, densepose = [], []
+        annos, densepose, poses = [], [], []
         for ann in dataset_dict.pop("annotations"):
             if ann.get("iscrowd", 0):
                 continue
@@ -198,6 +231,8 @@ class DensePoseDatasetMapper:
                 ann.pop("keypoints", None)
             if self.use_densepose:
                 densepose.append(self._densepose(ann, transforms, where))
+            if self.use_pose3d:
+                poses.append(self._pose3d(ann, transforms, where))
             annos.append(
                 utils.transform_instance_annotations(
                     ann, transforms, image_shape, keypoint_hflip_indices=self.keypoint_hflip_indices
@@ -208,5 +243,8 @@ class DensePoseDatasetMapper:
         )
         if self.use_densepose:
             instances.gt_densepose = DensePoseList(densepose)
+        if self.use_pose3d:
+            instances.gt_pose3d = torch.as_tensor(
+                np.stack(poses) if poses else np.zeros((0, NUM_JOINTS, 3), dtype=np.float32))
         dataset_dict["instances"] = utils.filter_empty_instances(instances)
         return dataset_dict

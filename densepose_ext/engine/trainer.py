@@ -11,8 +11,9 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 
 from ..body import BodyModel
 from ..data import DensePoseDatasetMapper, PersonCropMapper, build_person_crop_train_loader
-from ..evaluation import DensePoseEvaluator
+from ..evaluation import DensePoseEvaluator, Pose3DEvaluator
 from ..modeling.checkpoint import DensePoseCheckpointer
+from ..modeling.pose3d import classes_file_for_cfg, load_or_build_pose_classes
 
 __all__ = ["Trainer"]
 
@@ -36,7 +37,8 @@ class Trainer(DefaultTrainer):
     Compared with ``DefaultTrainer``: images go through :class:`DensePoseDatasetMapper` (so
     ``gt_densepose`` reaches the ROI heads), checkpoints through :class:`DensePoseCheckpointer`
     (which also reads detectron2 DensePose model-zoo files), and every test set gets COCO
-    box/mask/keypoint AP for the enabled heads plus DensePose GPS/GPSm AP and pointwise AUC.
+    box/mask/keypoint AP for the enabled heads plus DensePose GPS/GPSm AP and pointwise AUC
+    (MODEL.DENSEPOSE_ON) and 3D-pose MPJPE / class accuracy (MODEL.POSE3D_ON).
     With MODEL.DENSEPOSE_FCN.SINGLE_PERSON_CROP the loaders give one crop per annotated person
     (:mod:`densepose_ext.data.person_crop_mapper`).
     """
@@ -92,6 +94,11 @@ class Trainer(DefaultTrainer):
             evaluators.append(
                 DensePoseEvaluator(dataset_name, output_dir=output_folder, body_model=body)
             )
+        if cfg.MODEL.get("POSE3D_ON", False):
+            evaluators.append(Pose3DEvaluator(
+                dataset_name, load_or_build_pose_classes(cfg), output_dir=output_folder,
+                iou_threshold=cfg.MODEL.ROI_POSE3D_HEAD.EVAL_IOU_THRESHOLD,
+                classes_file=classes_file_for_cfg(cfg)))
         if not evaluators:
             raise ValueError(f"no evaluator applies to dataset {dataset_name!r}")
         return DatasetEvaluators(evaluators)

@@ -1,4 +1,5 @@
-"""DensePose evaluation: GPS / GPSm AP-AR (COCO style), pointwise AUC, result export."""
+"""DensePose evaluation: GPS / GPSm AP-AR (COCO style), pointwise AUC, result export; 3D-pose
+classification (MPJPE, class accuracy)."""
 from .densepose_coco_eval import (
     IGNORE_BOX_IOU,
     METRIC_NAMES,
@@ -40,6 +41,7 @@ from .iuv import (
     paste_iuv_in_image,
 )
 from .pointwise import AUC_THRESHOLDS, auc, auc_metrics, best_gps_point_errors, error_curve
+from .pose3d import Pose3DEvaluator, evaluate_pose3d, greedy_match, pose3d_metrics
 from .results import HEADLINE_KEYS, read_headline_metrics
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "NORMALIZATION_DESCRIPTIONS",
     "PAPER_KAPPA",
     "PairSimilarities",
+    "Pose3DEvaluator",
     "auc",
     "auc_metrics",
     "best_gps_point_errors",
@@ -71,15 +74,18 @@ __all__ = [
     "encode_iuv_png",
     "error_curve",
     "evaluate_densepose_results",
+    "evaluate_pose3d",
     "geodesic_point_similarity",
     "gps_from_errors",
     "gps_per_gt",
+    "greedy_match",
     "instances_to_box_iuvs",
     "instances_to_results",
     "load_body_for_dataset",
     "paste_box_map",
     "paste_iuv_in_image",
     "point_kappa",
+    "pose3d_metrics",
     "prediction_errors",
     "read_headline_metrics",
 ]

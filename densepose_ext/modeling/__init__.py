@@ -1,5 +1,6 @@
 """DensePose modeling: R-CNN ROI heads and the fully convolutional DensePoseFCN (registered at
-import), head, predictor, losses, inference and the checkpoint converter."""
+import), head, predictor, losses, inference and the checkpoint converter; the 3D-pose class
+ROI heads (:mod:`.pose3d`)."""
 from .cascade_roi_heads import (
     CascadeRefinement,
     DensePoseCascadeROIHeads,
@@ -15,6 +16,7 @@ from .densepose_head import (
 from .fcn import DensePoseFCN
 from .inference import densepose_inference
 from .losses import LOSS_NAMES, DensePoseChartLoss
+from .pose3d import Pose3DClassROIHeads, PoseClasses
 from .predictor import DensePoseChartPredictor
 from .roi_heads import DensePoseROIHeads, densepose_proposal_mask, select_densepose_proposals
 
@@ -32,6 +34,8 @@ __all__ = [
     "DensePoseCheckpointer",
     "DensePoseROIHeads",
     "DensePoseV1ConvXHead",
+    "Pose3DClassROIHeads",
+    "PoseClasses",
     "build_densepose_head",
     "convert_densepose_keys",
     "densepose_inference",
