@@ -16,8 +16,10 @@ from .person_crop_mapper import (
     build_person_crop_train_loader,
     person_crop_dataset,
 )
+from synthesis.stitched_datasets import register_all_stitched
 
 register_all()
+register_all_stitched()
 
 __all__ = [
     "COCO_SPLITS",

@@ -12,7 +12,8 @@ the teacher, as in the paper). The cascade model is also evaluated and timed wit
 outputs, and the teacher's dense labels are scored against the renderer's exact IUV.
 
 A row whose ``DIR/<row>/row.json`` records the same command is not run again, so an interrupted
-recipe resumes. ``RESULTS.md`` is rewritten from every finished row at the end; the text of
+recipe resumes; a row cut off mid-training continues from its last checkpoint (every 100
+iterations), and its minutes then count only the part after the restart. ``RESULTS.md`` is rewritten from every finished row at the end; the text of
 ``discussion.md`` next to this script, when present, closes it.
 """
 import argparse
@@ -78,6 +79,9 @@ METRIC_COLUMNS = (("gps_ap", "GPS AP"), ("gpsm_ap", "GPSm AP"), ("auc10", "AUC10
                   ("segm_ap", "mask AP"), ("keypoints_ap", "kp AP"))
 
 
+RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints a resumed row starts from
+
+
 def run(cmd: Sequence, env: Optional[dict] = None) -> float:
     """Run a command with its output streaming through, fail loudly; return minutes."""
     cmd = [str(c) for c in cmd]
@@ -131,7 +135,10 @@ class Recipe:
                    "OUTPUT_DIR", str(out_dir)]
         record = self._cached(out_dir / "row.json", command)
         if record is None:
-            minutes = run(command, self.env)
+            # an interrupted row continues from its last periodic checkpoint; neither flag
+            # changes what a finished row computes, so neither is part of the recorded command
+            minutes = run([*command[:2], "--resume", *command[2:],
+                           "SOLVER.CHECKPOINT_PERIOD", str(RESUME_CHECKPOINT_PERIOD)], self.env)
             record = self._save(out_dir / "row.json", {
                 "command": command, "minutes": round(minutes, 2), "train_dataset": train,
                 "metrics": read_headline_metrics(out_dir)})

@@ -1,0 +1,83 @@
+"""Stitched image sets (``python -m synthesis.stitch``) as detectron2 datasets.
+
+``register_stitched(name, directory)`` registers one finished output directory (annotations.json
++ images/, optional dense/) under ``name``; records are read by the DensePose-COCO loader, so
+keypoints, masks, DensePose points and the extra 3D fields (``joints_3d``, ``keypoints_3d``,
+``smpl``) reach the dataset dicts unchanged. ``register_all_stitched()`` registers every
+``$DETECTRON2_DATASETS/stitched/<name>/`` holding an annotations.json as ``stitched_<name>``;
+importing ``densepose_ext.data`` calls it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional, Union
+
+__all__ = ["STITCHED_SUBDIR", "register_stitched", "register_all_stitched"]
+
+logger = logging.getLogger(__name__)
+
+STITCHED_SUBDIR = "stitched"  # under $DETECTRON2_DATASETS
+
+
+def _info(directory: Path) -> dict:
+    """The small info.json written beside annotations.json ({} when there is none)."""
+    path = directory / "info.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable stitched-set info ({e})") from e
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a json object, got {type(info).__name__}")
+    return info
+
+
+def register_stitched(name: str, directory: Union[str, Path], root: Optional[Path] = None) -> None:
+    """Register the stitched set in ``directory`` as dataset ``name`` (DatasetCatalog and
+    MetadataCatalog with the COCO person keypoint metadata of the other person datasets)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from densepose_ext.body.official_formats import UV_SYMMETRY
+    from densepose_ext.data.datasets import _common_metadata, datasets_root
+    from densepose_ext.data.densepose_coco import load_densepose_coco_json
+
+    directory = Path(directory).absolute()
+    json_file, image_root = directory / "annotations.json", directory / "images"
+    info = _info(directory)
+    embedded = info.get("body_model", "embedded") == "embedded"
+    data_dir = (Path(root) if root is not None else datasets_root()).absolute() / "densepose_data"
+    DatasetCatalog.register(name, lambda: load_densepose_coco_json(json_file, image_root, dataset_name=name))
+    MetadataCatalog.get(name).set(
+        json_file=str(json_file),
+        image_root=str(image_root),
+        body_model="embedded" if embedded else "official",
+        densepose_data_dir=None if embedded else str(data_dir),
+        densepose_uv_symmetry_file=None if embedded else str(data_dir / UV_SYMMETRY),
+        stitched_info=info,
+        **_common_metadata(),
+    )
+
+
+def register_all_stitched(root: Optional[Union[str, Path]] = None) -> List[str]:
+    """Register ``<root>/stitched/<name>/`` (root: ``$DETECTRON2_DATASETS``) as ``stitched_<name>``
+    for every directory with an annotations.json; returns the names registered now."""
+    from detectron2.data import DatasetCatalog
+
+    from densepose_ext.data.datasets import datasets_root
+
+    root = Path(root) if root is not None else datasets_root()
+    base = root / STITCHED_SUBDIR
+    if not base.is_dir():
+        return []
+    names = []
+    for d in sorted(p for p in base.iterdir() if (p / "annotations.json").is_file()):
+        name = f"stitched_{d.name}"
+        if name not in DatasetCatalog.list():
+            register_stitched(name, d, root)
+            names.append(name)
+    if names:
+        logger.info("Registered stitched datasets: %s", ", ".join(names))
+    return names
