@@ -15,13 +15,19 @@ can be re-rendered alone. Each finished image writes its files atomically, the f
 so an interrupted run resumes where it stopped; annotations.json is assembled from the
 fragments in id order with sorted keys, so the same seed gives a byte-identical file.
 
+People take joint-limited random body poses by default; ``poses`` (a pose source of
+:mod:`synthesis.pose_sources`: ``motions``, one motion's name, a MoCap ``.npz`` file or directory)
+draws them from MoCap frames instead, e.g. for test images of poses a random-pose training set
+lacks.
+
 CLI: ``python -m synthesis.render --out DIR --num-images N --seed S [--width W --height H
---max-people P --workers K]``.
+--max-people P --workers K --poses SOURCE]``.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import multiprocessing as mp
@@ -67,23 +73,40 @@ def _torch_single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@functools.lru_cache(maxsize=4)
+def _pose_source(spec: str):
+    from .pose_sources import resolve_pose_source
+
+    return resolve_pose_source(spec)
+
+
+def _pose_sampler(spec: Optional[str]):
+    """``(rng, n) -> (n, 72)`` drawing from the pose source ``spec``; None for random poses."""
+    if spec is None:
+        return None
+    source = _pose_source(str(spec))
+    return lambda rng, n: np.stack([source.sample(rng).pose for _ in range(n)])
+
+
 def render_image(index: int, seed: int, width: int, height: int, max_people: int,
-                 body: Optional[BodyAssets] = None) -> Tuple[np.ndarray, Dict[str, np.ndarray], Dict, List[Dict]]:
-    """Render image ``index`` (0-based; image id = index + 1).
+                 body: Optional[BodyAssets] = None,
+                 poses: Optional[str] = None) -> Tuple[np.ndarray, Dict[str, np.ndarray], Dict, List[Dict]]:
+    """Render image ``index`` (0-based; image id = index + 1); body poses from the pose source
+    ``poses`` when given.
 
     Returns the RGB image (H,W,3) uint8, the dense maps {I, U, V, instance}, the COCO image
     record (without file name) and the annotation records.
     """
     body = body if body is not None else load_body_assets()
     with _torch_single_thread():
-        return _render_image(index, seed, width, height, max_people, body)
+        return _render_image(index, seed, width, height, max_people, body, poses)
 
 
-def _render_image(index: int, seed: int, width: int, height: int, max_people: int,
-                  body: BodyAssets) -> Tuple[np.ndarray, Dict[str, np.ndarray], Dict, List[Dict]]:
+def _render_image(index: int, seed: int, width: int, height: int, max_people: int, body: BodyAssets,
+                  poses: Optional[str] = None) -> Tuple[np.ndarray, Dict[str, np.ndarray], Dict, List[Dict]]:
     rng = np.random.default_rng([int(seed), int(index)])
     image_id = int(index) + 1
-    scene = sample_scene(rng, body, width, height, max_people)
+    scene = sample_scene(rng, body, width, height, max_people, pose_sampler=_pose_sampler(poses))
     frags = rasterize([p.vertices for p in scene.people], body.faces, scene.camera)
     outfits = [sample_outfit(rng) for _ in scene.people]
     light = Lighting.sample(rng)
@@ -107,9 +130,13 @@ def _file_stem(image_id: int) -> str:
     return f"{image_id:06d}"
 
 
-def _params(seed: int, width: int, height: int, max_people: int, jpeg_quality: int, body: BodyAssets) -> Dict:
-    return {"seed": int(seed), "width": int(width), "height": int(height), "max_people": int(max_people),
-            "jpeg_quality": int(jpeg_quality), "renderer_version": RENDERER_VERSION, "body": body.fingerprint}
+def _params(seed: int, width: int, height: int, max_people: int, jpeg_quality: int, body: BodyAssets,
+            poses: Optional[str] = None) -> Dict:
+    params = {"seed": int(seed), "width": int(width), "height": int(height), "max_people": int(max_people),
+              "jpeg_quality": int(jpeg_quality), "renderer_version": RENDERER_VERSION, "body": body.fingerprint}
+    if poses is not None:  # absent for random poses, so those datasets keep their parameters
+        params["poses"] = _pose_source(str(poses)).describe()
+    return params
 
 
 def _dump(obj) -> bytes:
@@ -117,9 +144,9 @@ def _dump(obj) -> bytes:
 
 
 def _render_and_write(out_dir: Path, index: int, seed: int, width: int, height: int, max_people: int,
-                      jpeg_quality: int) -> int:
+                      jpeg_quality: int, poses: Optional[str] = None) -> int:
     """Render one image and write image, dense maps and fragment (in that order) atomically."""
-    rgb, dense, image, records = render_image(index, seed, width, height, max_people)
+    rgb, dense, image, records = render_image(index, seed, width, height, max_people, poses=poses)
     stem = _file_stem(image["id"])
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
     if not ok:
@@ -161,7 +188,7 @@ def _params_diff(out_dir: Path, params: Dict) -> Optional[str]:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise RenderParamsMismatch(f"{path}: unreadable rendering parameters ({e})") from e
-    diff = {k: (old.get(k), v) for k, v in params.items() if old.get(k) != v}
+    diff = {k: (old.get(k), params.get(k)) for k in set(old) | set(params) if old.get(k) != params.get(k)}
     if not diff:
         return None
     return ", ".join(f"{k}: stored {a!r} vs requested {b!r}" for k, (a, b) in sorted(diff.items()))
@@ -180,10 +207,10 @@ def _check_params(out_dir: Path, params: Dict) -> None:
 
 
 def outdated_reason(out_dir, seed: int, width: int = 256, height: int = 256, max_people: int = 4,
-                    jpeg_quality: int = 95) -> Optional[str]:
+                    jpeg_quality: int = 95, poses: Optional[str] = None) -> Optional[str]:
     """Why the dataset in ``out_dir`` differs from what these parameters (and the current body
     model and renderer version) would render now; None if it is current or not started."""
-    params = _params(seed, width, height, max_people, jpeg_quality, load_body_assets())
+    params = _params(seed, width, height, max_people, jpeg_quality, load_body_assets(), poses)
     return _params_diff(Path(out_dir), params)
 
 
@@ -209,7 +236,7 @@ def assemble_annotations(out_dir: Path, num_images: int, body: BodyAssets, param
         "info": {"description": "densepose_ext embedded DensePose-COCO (procedurally rendered)",
                  "version": RENDERER_VERSION, "seed": params["seed"], "width": params["width"],
                  "height": params["height"], "max_people": params["max_people"], "body": params["body"],
-                 "num_images": int(num_images)},
+                 "num_images": int(num_images), **({"poses": params["poses"]} if "poses" in params else {})},
         "licenses": [],
         "images": images,
         "annotations": annotations,
@@ -224,7 +251,7 @@ def assemble_annotations(out_dir: Path, num_images: int, body: BodyAssets, param
 
 def render_dataset(out_dir, num_images: int, seed: int, width: int = 256, height: int = 256,
                    max_people: int = 4, jpeg_quality: int = 95, progress: bool = True,
-                   workers: int = 1) -> Path:
+                   workers: int = 1, poses: Optional[str] = None) -> Path:
     """Render (or resume rendering) a dataset of ``num_images`` images; returns annotations.json.
 
     A directory can be extended later with more images (same other parameters).
@@ -237,10 +264,10 @@ def render_dataset(out_dir, num_images: int, seed: int, width: int = 256, height
         raise ValueError(f"render_dataset: image size {width}x{height} is too small")
     out_dir = Path(out_dir)
     body = load_body_assets()
-    params = _params(seed, width, height, max_people, jpeg_quality, body)
+    params = _params(seed, width, height, max_people, jpeg_quality, body, poses)
     _check_params(out_dir, params)
     todo = [i for i in range(num_images) if not _is_done(out_dir, i + 1)]
-    jobs = [(out_dir, i, seed, width, height, max_people, jpeg_quality) for i in todo]
+    jobs = [(out_dir, i, seed, width, height, max_people, jpeg_quality, poses) for i in todo]
     from tqdm import tqdm
 
     bar = tqdm(total=num_images, initial=num_images - len(todo), disable=not progress,
@@ -267,10 +294,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max-people", type=int, default=4, help="people per image: 1..max")
     parser.add_argument("--jpeg-quality", type=int, default=95)
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    parser.add_argument("--poses", default=None,
+                        help="pose source of the people (motions, a motion name, a MoCap .npz file or "
+                             "directory); default: joint-limited random poses")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = parser.parse_args(argv)
     path = render_dataset(a.out, a.num_images, a.seed, a.width, a.height, a.max_people, a.jpeg_quality,
-                          progress=not a.no_progress, workers=a.workers)
+                          progress=not a.no_progress, workers=a.workers, poses=a.poses)
     print(path)
     return 0
 

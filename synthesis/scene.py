@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -181,8 +181,13 @@ def _coverage(box: np.ndarray, others: List[np.ndarray], grid: int = 16) -> floa
 
 
 def sample_scene(rng: np.random.Generator, body: BodyAssets, width: int, height: int,
-                 max_people: int = 4, min_people: int = 1) -> Scene:
-    """Draw a random scene; deterministic given the generator state."""
+                 max_people: int = 4, min_people: int = 1,
+                 pose_sampler: Optional[Callable[[np.random.Generator, int], np.ndarray]] = None) -> Scene:
+    """Draw a random scene; deterministic given the generator state.
+
+    ``pose_sampler(rng, n) -> (n, 72)`` replaces the joint-limited random body poses (e.g. with
+    MoCap frames); only their body joints are used, the root orientation stays a random yaw.
+    """
     n = int(rng.integers(min_people, max_people + 1))
     hfov = np.deg2rad(rng.uniform(35.0, 65.0))
     f = 0.5 * width / np.tan(0.5 * hfov)
@@ -193,7 +198,10 @@ def sample_scene(rng: np.random.Generator, body: BodyAssets, width: int, height:
     cam_h = rng.uniform(0.6, 2.2)
 
     betas = np.clip(rng.normal(0.0, 0.9, (n, NUM_BETAS)), -BETA_RANGE, BETA_RANGE)
-    poses = _lower_arms(rng, body.sample_poses(rng, n))
+    if pose_sampler is None:
+        poses = _lower_arms(rng, body.sample_poses(rng, n))
+    else:
+        poses = np.asarray(pose_sampler(rng, n), dtype=np.float64).reshape(n, -1)
     yaw = rng.uniform(-np.pi, np.pi, n)
     orient = yaw_axis_angle(yaw)
     verts0, joints0 = body.pose(betas, poses[:, 3:], orient, np.zeros((n, 3)))

@@ -201,6 +201,25 @@ def test_resume_with_other_parameters_is_refused(dataset, tmp_path):
         render_dataset(copy, NUM_IMAGES, SEED + 1, width=SIZE, height=SIZE, progress=False)
     with pytest.raises(RenderParamsMismatch, match=str(copy)):
         render_dataset(copy, NUM_IMAGES, SEED, width=SIZE + 8, height=SIZE, progress=False)
+    with pytest.raises(RenderParamsMismatch, match="poses"):
+        render_dataset(copy, NUM_IMAGES, SEED, width=SIZE, height=SIZE, progress=False, poses="sit")
+
+
+def test_people_take_the_poses_of_a_pose_source(body, tmp_path):
+    from synthesis.pose_sources import motion_sequence
+
+    frames = motion_sequence("sit").poses[:, 3:]
+    path = render_dataset(tmp_path / "sit", 2, SEED, width=SIZE, height=SIZE, max_people=2,
+                          progress=False, poses="sit")
+    coco = json.loads(path.read_bytes())
+    assert coco["info"]["poses"].startswith("sit:")
+    anns = _anns(coco)
+    for a in anns:  # every person's body pose is a frame of the motion (to json rounding)
+        err = np.abs(frames - np.array(a["smpl"]["body_pose"])[None]).max(axis=1)
+        assert err.min() < 1e-5
+    # the same scene randomness with random poses gives other poses
+    _, _, _, random_records = render_image(0, SEED, SIZE, SIZE, 2, body)
+    assert not np.allclose(random_records[0]["smpl"]["body_pose"], anns[0]["smpl"]["body_pose"])
 
 
 def test_garments_follow_geometry_not_parts(body):

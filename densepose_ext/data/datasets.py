@@ -59,6 +59,7 @@ class EmbeddedSplit:
     width: int = 256
     height: int = 256
     max_people: int = 4
+    poses: Optional[str] = None  # pose source of synthesis.pose_sources; None: random poses
 
 
 #: Embedded splits: name -> rendering parameters (directory densepose_embedded/<subdir>).
@@ -66,6 +67,10 @@ EMBEDDED_SPLITS: Dict[str, EmbeddedSplit] = {
     "densepose_embedded_train": EmbeddedSplit("train", num_images=1200, seed=1),
     "densepose_embedded_val": EmbeddedSplit("val", num_images=200, seed=2),
     "densepose_embedded_mini": EmbeddedSplit("mini", num_images=16, seed=3),
+    # people in poses of the procedural MoCap motion set (walk, sit, squat, ...), which the
+    # random poses of the splits above rarely take: a test set of unseen poses
+    "densepose_embedded_mocap_test": EmbeddedSplit("mocap_test", num_images=200, seed=4,
+                                                   poses="motions"),
 }
 
 #: Real DensePose-COCO splits: name -> (image dir, json) relative to $DETECTRON2_DATASETS.
@@ -109,7 +114,7 @@ def ensure_embedded_split(
 
     json_file = Path(split_dir) / "annotations.json"
     reason = outdated_reason(
-        split_dir, split.seed, split.width, split.height, split.max_people
+        split_dir, split.seed, split.width, split.height, split.max_people, poses=split.poses
     )
     if reason is not None:
         if not rerender_outdated:
@@ -135,6 +140,7 @@ def ensure_embedded_split(
         max_people=split.max_people,
         progress=True,
         workers=workers,
+        poses=split.poses,
     )
     return Path(out)
 

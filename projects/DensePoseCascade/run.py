@@ -20,13 +20,15 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
+
+from densepose_ext.engine.recipe import (cached_record, display_command, resumable_training,
+                                         run_command, save_record, shrunk_schedule)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -79,26 +81,6 @@ METRIC_COLUMNS = (("gps_ap", "GPS AP"), ("gpsm_ap", "GPSm AP"), ("auc10", "AUC10
                   ("segm_ap", "mask AP"), ("keypoints_ap", "kp AP"))
 
 
-RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints a resumed row starts from
-
-
-def run(cmd: Sequence, env: Optional[dict] = None) -> float:
-    """Run a command with its output streaming through, fail loudly; return minutes."""
-    cmd = [str(c) for c in cmd]
-    print("+", " ".join(cmd), flush=True)
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, **(env or {})})
-    return (time.perf_counter() - start) / 60
-
-
-def schedule_opts(iters: int, seed: int) -> List[str]:
-    """The embedded schedule shrunk to ``iters``: same LR, steps at 77% and 90%."""
-    steps = sorted({s for s in (int(iters * 0.77), int(iters * 0.9)) if 0 < s < iters})
-    return ["SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", str(tuple(steps)),
-            "SOLVER.WARMUP_ITERS", str(min(100, max(1, iters // 5))),
-            "SOLVER.CHECKPOINT_PERIOD", str(iters), "SEED", str(seed)]
-
-
 class Recipe:
     """Runs the rows in order, each once, and keeps what they measured."""
 
@@ -108,21 +90,6 @@ class Recipe:
         self.interp_root = out / "interpolated"
         self.env = {"DENSEPOSE_INTERPOLATED_ROOT": str(self.interp_root)}
 
-    def _cached(self, path: Path, command: List[str]) -> Optional[dict]:
-        if path.is_file():
-            record = json.loads(path.read_text())
-            if record.get("command") == command:
-                print(f"= {path} is up to date: not run again", flush=True)
-                return record
-        return None
-
-    def _save(self, path: Path, record: dict) -> dict:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        tmp.replace(path)
-        return record
-
     def train_row(self, row: Row) -> dict:
         from densepose_ext.evaluation import read_headline_metrics
 
@@ -130,16 +97,13 @@ class Recipe:
         train = self.train + (INTERPOLATED_SUFFIX if row.interpolated else "")
         command = [sys.executable, "train_net.py", "--config-file",
                    str(row.config.relative_to(REPO)), *row.opts,
-                   *schedule_opts(self.iters, self.seed),
+                   *shrunk_schedule(self.iters, self.seed),
                    "DATASETS.TRAIN", f'("{train}",)', "DATASETS.TEST", f'("{self.test}",)',
                    "OUTPUT_DIR", str(out_dir)]
-        record = self._cached(out_dir / "row.json", command)
+        record = cached_record(out_dir / "row.json", command)
         if record is None:
-            # an interrupted row continues from its last periodic checkpoint; neither flag
-            # changes what a finished row computes, so neither is part of the recorded command
-            minutes = run([*command[:2], "--resume", *command[2:],
-                           "SOLVER.CHECKPOINT_PERIOD", str(RESUME_CHECKPOINT_PERIOD)], self.env)
-            record = self._save(out_dir / "row.json", {
+            minutes = run_command(resumable_training(command), REPO, self.env)
+            record = save_record(out_dir / "row.json", {
                 "command": command, "minutes": round(minutes, 2), "train_dataset": train,
                 "metrics": read_headline_metrics(out_dir)})
         return record
@@ -152,13 +116,13 @@ class Recipe:
                    str(FCN.relative_to(REPO)), "--weights", str(teacher), "--dataset", self.train,
                    "--out", str(targets), "--no-progress"]
         path = self.out / "teacher_labels.json"
-        record = self._cached(path, command)
+        record = cached_record(path, command)
         if record is None:
-            minutes = run(command, self.env)
+            minutes = run_command(command, REPO, self.env)
             scores = self.out / "teacher_labels_scores.json"
-            run([sys.executable, "-m", "distill.evaluate_targets", "--dataset", self.train,
-                 "--targets", targets, "--out", scores], self.env)
-            record = self._save(path, {"command": command, "minutes": round(minutes, 2),
+            run_command([sys.executable, "-m", "distill.evaluate_targets", "--dataset", self.train,
+                         "--targets", targets, "--out", scores], REPO, self.env)
+            record = save_record(path, {"command": command, "minutes": round(minutes, 2),
                                        "scores": json.loads(scores.read_text())})
         return record
 
@@ -173,16 +137,16 @@ class Recipe:
         command = [sys.executable, "train_net.py", "--eval-only", "--config-file", config,
                    "MODEL.WEIGHTS", str(weights), "MODEL.ROI_CASCADE_HEAD.TEST_STAGE", "1",
                    "DATASETS.TEST", f'("{self.test}",)', "OUTPUT_DIR", str(out_dir)]
-        record = self._cached(out_dir / "row.json", command)
+        record = cached_record(out_dir / "row.json", command)
         if record is None:
-            run(command, self.env)
-            record = self._save(out_dir / "row.json", {
+            run_command(command, REPO, self.env)
+            record = save_record(out_dir / "row.json", {
                 "command": command, "metrics": read_headline_metrics(out_dir)})
         timing_cmd = [sys.executable, "tools/benchmark.py", "--config-file", config,
                       "--train-iters", "0", "--images", "100", "--opts", "MODEL.WEIGHTS",
                       str(weights), "DATASETS.TEST", f'("{self.test}",)']
         path = self.out / "cascade_timing.json"
-        timing = self._cached(path, timing_cmd)
+        timing = cached_record(path, timing_cmd)
         if timing is None:
             speeds = {}
             for stage in (1, 2, 1, 2):  # interleaved, best of two each: less drift
@@ -192,7 +156,7 @@ class Recipe:
                     env={**os.environ, **self.env})
                 ips = json.loads(res.stdout.strip().splitlines()[-1])["inference_images_per_s"]
                 speeds[stage] = max(speeds.get(stage, 0.0), ips)
-            timing = self._save(path, {
+            timing = save_record(path, {
                 "command": timing_cmd, "stage1_images_per_s": speeds[1],
                 "stage2_images_per_s": speeds[2],
                 "stage2_over_stage1_time": round(speeds[1] / speeds[2], 3)})
@@ -280,9 +244,8 @@ def write_results(path: Path, args, rows: Dict[str, dict], extra: Dict[str, dict
               "rows with interpolated GT need `DENSEPOSE_INTERPOLATED_ROOT` set to the recipe's "
               "`interpolated/` directory):", "", "```bash"]
     for rec in [*rows.values(), *extra.values()]:
-        command = ["python" if c == sys.executable else c for c in rec["command"]]
         suffix = " MODEL.ROI_CASCADE_HEAD.TEST_STAGE {1,2}" if rec is extra.get("timing") else ""
-        lines.append(shlex.join(command) + suffix)
+        lines.append(display_command(rec["command"]) + suffix)
     lines += ["```"]
     discussion = HERE / "discussion.md"
     if discussion.is_file():

@@ -1,0 +1,78 @@
+"""Building blocks of the project recipes (``projects/*/run.py``): commands run once, recorded.
+
+A recipe is a sequence of commands (``train_net.py`` runs, data generation, evaluation), each
+recorded in a small json file with the exact command. Re-running the recipe skips every step
+whose record holds the same command, so an interrupted recipe resumes and a finished one only
+rewrites its report.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+__all__ = ["run_command", "cached_record", "save_record", "shrunk_schedule", "resumable_training",
+           "display_command"]
+
+RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
+
+
+def run_command(cmd: Sequence, cwd: Path, env: Optional[dict] = None) -> float:
+    """Run ``cmd`` in ``cwd`` with its output streaming through; fail loudly; return minutes."""
+    cmd = [str(c) for c in cmd]
+    print("+", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, check=True, env={**os.environ, **(env or {})})
+    return (time.perf_counter() - start) / 60
+
+
+def cached_record(path: Path, command: List[str]) -> Optional[dict]:
+    """The record at ``path`` if it was made by exactly ``command``, else None."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: unreadable recipe record ({e}); delete it to redo the step") from e
+    if record.get("command") == command:
+        print(f"= {path} is up to date: not run again", flush=True)
+        return record
+    return None
+
+
+def save_record(path: Path, record: dict) -> dict:
+    """Write ``record`` to ``path`` atomically (json) and return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+    return record
+
+
+def shrunk_schedule(iters: int, seed: int) -> List[str]:
+    """``train_net.py`` overrides for an embedded schedule shrunk to ``iters``: the config's LR,
+    steps at 77% and 90%, warm-up of at most 100 iterations, one checkpoint at the end."""
+    steps = sorted({s for s in (int(iters * 0.77), int(iters * 0.9)) if 0 < s < iters})
+    return ["SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", str(tuple(steps)),
+            "SOLVER.WARMUP_ITERS", str(min(100, max(1, iters // 5))),
+            "SOLVER.CHECKPOINT_PERIOD", str(iters), "SEED", str(seed)]
+
+
+def resumable_training(command: Sequence[str]) -> List[str]:
+    """``[python, train_net.py, ...]`` that continues from its last checkpoint when re-run,
+    saving one every :data:`RESUME_CHECKPOINT_PERIOD` iterations. Neither change alters what a
+    finished run computes, so records keep the plain command."""
+    command = [str(c) for c in command]
+    return [*command[:2], "--resume", *command[2:],
+            "SOLVER.CHECKPOINT_PERIOD", str(RESUME_CHECKPOINT_PERIOD)]
+
+
+def display_command(command: Sequence) -> str:
+    """A recorded command as a shell line, with ``python`` for this interpreter's path."""
+    import shlex
+
+    return shlex.join("python" if c == sys.executable else str(c) for c in command)
