@@ -33,6 +33,7 @@ test-slow: setup
 bench: setup
 	$(PY) tools/benchmark_render.py
 	$(PY) tools/benchmark_geodesics.py
+	$(PY) tools/benchmark_stitch.py
 	$(PY) tools/benchmark.py --config-file configs/embedded/densepose_rcnn_R_50_FPN.yaml
 
 clean-venv:

@@ -304,6 +304,17 @@ def test_mpjpe_known_answers(classes_file, mini_poses):
     # no detection matches: recall 0, errors undefined (NaN), no crash
     none = run(gt_joints[:1], det_boxes=np.array([[200, 200, 210, 210]], float))
     assert none["recall"] == 0 and none["num_matched"] == 0 and np.isnan(none["mpjpe"])
+    # images without detections (top-k of width 1) or without people beside a normal one
+    gt[2] = {"boxes": boxes, "joints": gt_joints}
+    gt[3] = {"boxes": np.zeros((0, 4)), "joints": np.zeros((0, 24, 3))}
+    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "poses": np.zeros((0, 24, 3)),
+             "topk": np.zeros((0, 1), np.int64)}
+    pred = [{"image_id": 1, "boxes": boxes, "scores": np.array([0.9, 0.8]), "poses": gt_joints,
+             "topk": np.tile(topk[:, :1], (1, 5))}, {"image_id": 2, **empty},
+            {"image_id": 3, **empty, "boxes": boxes[:1], "scores": np.ones(1),
+             "poses": gt_joints[:1], "topk": np.zeros((1, 5), np.int64)}]
+    mixed = evaluate_pose3d(gt, pred, classes)
+    assert mixed["num_gt"] == 4 and mixed["recall"] == 50 and mixed["mpjpe"] == pytest.approx(0)
 
 
 # ---------------------------------------------------------------------------- end to end

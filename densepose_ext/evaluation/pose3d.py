@@ -142,10 +142,14 @@ def evaluate_pose3d(gt: Dict[int, dict], predictions: List[dict], classes: PoseC
         g = gt.get(p["image_id"])
         if g is None:
             raise KeyError(f"prediction for image id={p['image_id']}, which the dataset lacks")
-        has_pose = np.isfinite(g["joints"]).reshape(len(g["joints"]), -1).all(1)
+        has_pose = np.isfinite(np.asarray(g["joints"])).all(axis=(1, 2))
         num_gt += int(has_pose.sum())
         match = greedy_match(p["boxes"], p["scores"], g["boxes"], iou_threshold)
-        det = np.flatnonzero((match >= 0) & has_pose[np.maximum(match, 0)])
+        matched = match >= 0
+        matched[matched] = has_pose[match[matched]]
+        det = np.flatnonzero(matched)
+        if not len(det):  # images without a match add nothing (their width of topk may differ)
+            continue
         gt_j.append(g["joints"][match[det]])
         pred_p.append(np.asarray(p["poses"]).reshape(-1, NUM_JOINTS, 3)[det])
         pred_k.append(np.asarray(p["topk"]).reshape(len(p["boxes"]), -1)[det])
