@@ -59,6 +59,17 @@ NORMALIZATION_DESCRIPTIONS = {
 }
 
 
+def gather_on_main(items: list, distributed: bool) -> Optional[list]:
+    """Every process's ``items`` concatenated on the main process; None on the others."""
+    if not distributed:
+        return items
+    comm.synchronize()
+    gathered = comm.gather(items, dst=0)
+    if not comm.is_main_process():
+        return None
+    return list(itertools.chain(*gathered))
+
+
 def instances_to_results(instances, image_id: int, class_to_category: Dict[int, int]
                          ) -> List[dict]:
     """Result records of one image's predicted instances (boxes XYWH, box IUV as PNG)."""
@@ -217,14 +228,9 @@ class DensePoseEvaluator(DatasetEvaluator):
 
     def evaluate(self, img_ids: Optional[Sequence[int]] = None):
         """Metrics on the processed images (or ``img_ids``); {} on non-main processes."""
-        if self._distributed:
-            comm.synchronize()
-            gathered = comm.gather(self._predictions, dst=0)
-            if not comm.is_main_process():
-                return {}
-            predictions = list(itertools.chain(*gathered))
-        else:
-            predictions = self._predictions
+        predictions = gather_on_main(self._predictions, self._distributed)
+        if predictions is None:
+            return {}
         if not predictions:
             logger.warning("[DensePoseEvaluator] no predictions were processed")
             return {}

@@ -18,7 +18,6 @@ free GT person of highest IoU, if >= the threshold). On the matched persons that
 """
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -30,13 +29,13 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
-from detectron2.utils import comm
 from detectron2.utils.logger import create_small_table
 
 from densepose_ext.modeling.pose3d.classes import PoseClasses
 from densepose_ext.modeling.pose3d.joints import NUM_JOINTS, body_scale, joints_from_annotation
 
 from ..utils import atomic_write
+from .evaluator import gather_on_main
 
 __all__ = ["METRICS_FILE", "Pose3DEvaluator", "greedy_match", "pose3d_metrics",
            "evaluate_pose3d"]
@@ -205,14 +204,9 @@ class Pose3DEvaluator(DatasetEvaluator):
             self._predictions.append(record)
 
     def evaluate(self):
-        if self._distributed:
-            comm.synchronize()
-            gathered = comm.gather(self._predictions, dst=0)
-            if not comm.is_main_process():
-                return {}
-            predictions = list(itertools.chain(*gathered))
-        else:
-            predictions = self._predictions
+        predictions = gather_on_main(self._predictions, self._distributed)
+        if predictions is None:
+            return {}
         if not predictions:
             logger.warning("[Pose3DEvaluator] no predictions were processed")
             return {}
