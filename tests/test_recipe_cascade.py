@@ -1,6 +1,5 @@
 """The DensePoseCascade project recipe: schedules, resumption records and RESULTS.md."""
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,13 +10,6 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "projects" / "DensePoseCascade" / "run.py"
 
 
-def _recipe():
-    spec = importlib.util.spec_from_file_location("densepose_cascade_recipe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _record(**metrics):
     base = {"gps_ap": 1.0, "gpsm_ap": 2.0, "auc10": 0.1, "auc20": 0.2, "auc30": 0.3,
             "bbox_ap": 20.0}
@@ -25,8 +17,8 @@ def _record(**metrics):
             "train_dataset": "densepose_embedded_train", "metrics": {**base, **metrics}}
 
 
-def test_results_table_marks_directions_and_rows_not_run(tmp_path):
-    recipe = _recipe()
+def test_results_table_marks_directions_and_rows_not_run(tmp_path, project_recipe):
+    recipe = project_recipe("DensePoseCascade")
     rows = {"fcn": _record(auc10=0.11), "rcnn": _record(auc10=0.10, gps_ap=5.0),
             "kp": _record(gps_ap=6.0, keypoints_ap=12.5), "mask": _record(gps_ap=4.0)}
     extra = {"timing": {"command": ["bench"], "stage1_images_per_s": 10.0,
@@ -48,8 +40,8 @@ def test_results_table_marks_directions_and_rows_not_run(tmp_path):
     assert "**1.25x**" in text
 
 
-def test_a_recorded_step_is_not_run_again_but_a_changed_one_is(tmp_path, monkeypatch):
-    recipe = _recipe()
+def test_a_recorded_step_is_not_run_again_but_a_changed_one_is(tmp_path, monkeypatch, project_recipe):
+    recipe = project_recipe("DensePoseCascade")
     calls = []
     monkeypatch.setattr(recipe, "run_command", lambda cmd, cwd, env=None: calls.append(cmd) or 0.5)
     r = recipe.Recipe(tmp_path, iters=600, seed=0, train="a", test="b")
@@ -69,7 +61,7 @@ def test_a_recorded_step_is_not_run_again_but_a_changed_one_is(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_recipe_runs_every_row_on_the_mini_split(tmp_path):
+def test_recipe_runs_every_row_on_the_mini_split(tmp_path, project_recipe):
     import subprocess
 
     results = tmp_path / "RESULTS.md"
@@ -78,6 +70,6 @@ def test_recipe_runs_every_row_on_the_mini_split(tmp_path):
                     str(tmp_path / "out"), "--results", str(results)], check=True, cwd=REPO)
     text = results.read_text()
     assert "not run" not in text
-    for name in (*_recipe().ROW_NAMES, "cascade_stage1"):
+    for name in (*project_recipe("DensePoseCascade").ROW_NAMES, "cascade_stage1"):
         assert f"| {name} |" in text
     assert "stage 2 costs" in text and "part accuracy" in text

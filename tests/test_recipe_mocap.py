@@ -1,19 +1,8 @@
 """The MoCapSynthesis project recipe: its training commands, resumption and RESULTS.md."""
 import argparse
-import importlib.util
 from pathlib import Path
 
 from detectron2.config import get_cfg
-
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "projects" / "MoCapSynthesis" / "run.py"
-
-
-def _recipe():
-    spec = importlib.util.spec_from_file_location("mocap_synthesis_recipe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _args(tmp_path, **kw):
@@ -26,8 +15,8 @@ def _metrics(mpjpe):
     return {"mpjpe": mpjpe, "top1": 12.5, "mpjpe_oracle": 140.0, "recall": 80.0}
 
 
-def test_dataset_tuples_parse_as_config_overrides():
-    recipe = _recipe()
+def test_dataset_tuples_parse_as_config_overrides(project_recipe):
+    recipe = project_recipe("MoCapSynthesis")
     cfg = get_cfg()
     cfg.merge_from_list(["DATASETS.TRAIN", recipe._names(["a", "stitched_b"]),
                          "DATASETS.TEST", recipe._names(["c"])])
@@ -36,8 +25,8 @@ def test_dataset_tuples_parse_as_config_overrides():
     assert recipe.stitched_name("/data/cmu/01_01.npz") == "mocap_01_01"
 
 
-def test_rows_differ_only_in_training_data_and_are_not_rerun(tmp_path, monkeypatch):
-    recipe = _recipe()
+def test_rows_differ_only_in_training_data_and_are_not_rerun(tmp_path, monkeypatch, project_recipe):
+    recipe = project_recipe("MoCapSynthesis")
     calls = []
 
     def fake_run(cmd, cwd, env=None):
@@ -61,8 +50,8 @@ def test_rows_differ_only_in_training_data_and_are_not_rerun(tmp_path, monkeypat
     assert r.train_row(recipe.ROWS[0]) == a and len(calls) == 2  # recorded: not run again
 
 
-def test_results_table(tmp_path):
-    recipe = _recipe()
+def test_results_table(tmp_path, project_recipe):
+    recipe = project_recipe("MoCapSynthesis")
     args = _args(tmp_path)
     names = [n for n, _ in recipe.TEST_SETS]
     rows = {"renders": {"command": ["python", "train_net.py"], "minutes": 10.0,
