@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from densepose_ext.engine.recipe import (RESUME_CHECKPOINT_PERIOD, cached_record, display_command,
-                                         resumable_training, save_record, shrunk_schedule)
+from densepose_ext.engine.recipe import (RESUME_CHECKPOINT_PERIOD, cached_record, claim_output_dir,
+                                         display_command, resumable_training, save_record,
+                                         shrunk_schedule)
 
 
 def _opts(flat):
@@ -45,3 +46,20 @@ def test_resumable_training_resumes_and_checkpoints_last():
     # the last override wins in detectron2's merge_from_list
     assert out[-2:] == ["SOLVER.CHECKPOINT_PERIOD", str(RESUME_CHECKPOINT_PERIOD)]
     assert display_command([sys.executable, "a b"]) == "python 'a b'"
+
+
+def test_checkpoints_of_another_command_are_not_resumed(tmp_path):
+    out = tmp_path / "row"
+    first, second = ["train_net.py", "SOLVER.MAX_ITER", "600"], ["train_net.py", "SOLVER.MAX_ITER", "300"]
+    claim_output_dir(out, first)
+    (out / "last_checkpoint").write_text("model_0000099.pth")
+    claim_output_dir(out, first)  # the same command resumes
+    with pytest.raises(RuntimeError, match="another command") as err:
+        claim_output_dir(out, second)
+    assert str(out) in str(err.value) and "600" in str(err.value) and "300" in str(err.value)
+    (out / "recipe_command.json").unlink()  # checkpoints nobody claimed are refused too
+    with pytest.raises(RuntimeError, match="unknown command"):
+        claim_output_dir(out, first)
+    (out / "last_checkpoint").unlink()
+    claim_output_dir(out, second)  # no checkpoint: the directory is taken over
+    assert json.loads((out / "recipe_command.json").read_text())["command"] == second

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 __all__ = ["run_command", "cached_record", "save_record", "shrunk_schedule", "resumable_training",
-           "display_command"]
+           "claim_output_dir", "display_command"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -69,6 +69,34 @@ def resumable_training(command: Sequence[str]) -> List[str]:
     command = [str(c) for c in command]
     return [*command[:2], "--resume", *command[2:],
             "SOLVER.CHECKPOINT_PERIOD", str(RESUME_CHECKPOINT_PERIOD)]
+
+
+def claim_output_dir(out_dir: Path, command: Sequence) -> None:
+    """Mark ``out_dir`` as the output of ``command`` before a resumable run starts in it.
+
+    A run resumes from whatever checkpoint its directory holds, so checkpoints left by another
+    command (say, another schedule) would silently continue under the wrong settings: that is
+    refused with an error naming the directory and both commands.
+    """
+    out_dir = Path(out_dir)
+    command = [str(c) for c in command]
+    path = out_dir / "recipe_command.json"
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text()).get("command")
+        except ValueError as e:
+            raise ValueError(f"{path}: unreadable recipe record ({e}); delete it to redo the step") from e
+        if previous == command:
+            return
+        if (out_dir / "last_checkpoint").is_file():
+            raise RuntimeError(
+                f"{out_dir} holds checkpoints of another command; delete the directory (or pick "
+                f"another output) to run this one.\n  there: {display_command(previous)}\n  "
+                f"now:   {display_command(command)}")
+    elif (out_dir / "last_checkpoint").is_file():
+        raise RuntimeError(f"{out_dir} holds checkpoints of an unknown command; delete the "
+                           f"directory (or pick another output) to run: {display_command(command)}")
+    save_record(path, {"command": command})
 
 
 def display_command(command: Sequence) -> str:

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from densepose_ext.engine.recipe import (cached_record, display_command, resumable_training,
-                                         run_command, save_record, shrunk_schedule)
+from densepose_ext.engine.recipe import (cached_record, claim_output_dir, display_command,
+                                         resumable_training, run_command, save_record,
+                                         shrunk_schedule)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -122,6 +123,7 @@ class Recipe:
                    "OUTPUT_DIR", str(out_dir)]
         record = cached_record(out_dir / "row.json", command)
         if record is None:
+            claim_output_dir(out_dir, command)
             minutes = run_command(resumable_training(command), REPO)
             metrics = {}
             for name, _ in TEST_SETS:
