@@ -181,9 +181,10 @@ def write_results(path: Path, args, rows: Dict[str, dict], extra: Dict[str, dict
         f"{os.cpu_count()} cores, torch threads default). Every model trains from scratch "
         f"on `{args.train}` for {args.iters} iterations of 4 images (the embedded configs' LR "
         f"and clipping, steps at 77% and 90%, seed {args.seed}) and is evaluated on "
-        f"`{args.test}`. GPS AP uses the coarse-part normalisation (DESIGN §5); AUC is the "
-        "pointwise AUC of the paper (errors in cm, person height normalised). Paper numbers "
-        "are DensePose-COCO, ResNet backbones pretrained on ImageNet, full schedules.",
+        f"`{args.test}`. GPS AP uses the coarse-part normalisation (detectron2 DensePose's "
+        "per-part kappa); AUC is the paper's pointwise AUC (geodesic errors on the 1.74 m "
+        "template body, whatever the person's size). Paper numbers are DensePose-COCO, ResNet "
+        "backbones pretrained on ImageNet, full schedules.",
         "",
         "| row | model | train data | train+eval min | "
         + " | ".join(h for _, h in METRIC_COLUMNS) + " | paper AUC10 | paper GPS AP |",
