@@ -168,7 +168,9 @@ class Recipe:
 def _fmt(value: Optional[float], key: str) -> str:
     if value is None:
         return "–"
-    return f"{value:.3f}" if key.startswith("auc") else f"{value:.1f}"
+    if key.startswith("auc"):
+        return f"{value:.3f}"
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"  # small APs keep their order
 
 
 def write_results(path: Path, args, rows: Dict[str, dict], extra: Dict[str, dict]) -> str:
