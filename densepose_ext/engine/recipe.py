@@ -28,16 +28,21 @@ def run_command(cmd: Sequence, cwd: Path, env: Optional[dict] = None) -> float:
     return (time.perf_counter() - start) / 60
 
 
-def cached_record(path: Path, command: List[str]) -> Optional[dict]:
-    """The record at ``path`` if it was made by exactly ``command``, else None."""
-    path = Path(path)
+def _read_record(path: Path) -> Optional[dict]:
+    """The json record at ``path``, None when there is none; a corrupt one names its file."""
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except ValueError as e:
         raise ValueError(f"{path}: unreadable recipe record ({e}); delete it to redo the step") from e
-    if record.get("command") == command:
+
+
+def cached_record(path: Path, command: List[str]) -> Optional[dict]:
+    """The record at ``path`` if it was made by exactly ``command``, else None."""
+    path = Path(path)
+    record = _read_record(path)
+    if record is not None and record.get("command") == command:
         print(f"= {path} is up to date: not run again", flush=True)
         return record
     return None
@@ -81,21 +86,14 @@ def claim_output_dir(out_dir: Path, command: Sequence) -> None:
     out_dir = Path(out_dir)
     command = [str(c) for c in command]
     path = out_dir / "recipe_command.json"
-    if path.is_file():
-        try:
-            previous = json.loads(path.read_text()).get("command")
-        except ValueError as e:
-            raise ValueError(f"{path}: unreadable recipe record ({e}); delete it to redo the step") from e
-        if previous == command:
-            return
-        if (out_dir / "last_checkpoint").is_file():
-            raise RuntimeError(
-                f"{out_dir} holds checkpoints of another command; delete the directory (or pick "
-                f"another output) to run this one.\n  there: {display_command(previous)}\n  "
-                f"now:   {display_command(command)}")
-    elif (out_dir / "last_checkpoint").is_file():
-        raise RuntimeError(f"{out_dir} holds checkpoints of an unknown command; delete the "
-                           f"directory (or pick another output) to run: {display_command(command)}")
+    previous = (_read_record(path) or {}).get("command")
+    if previous == command:
+        return
+    if (out_dir / "last_checkpoint").is_file():
+        whose = (f"another command:\n  there: {display_command(previous)}\n  now:   "
+                 if previous else "an unknown command; to run: ")
+        raise RuntimeError(f"{out_dir} holds checkpoints of {whose}{display_command(command)}\n"
+                           "Delete the directory (or pick another output) to run this command.")
     save_record(path, {"command": command})
 
 
