@@ -34,7 +34,7 @@ bench: setup
 	$(PY) tools/benchmark_render.py
 	$(PY) tools/benchmark_geodesics.py
 	$(PY) tools/benchmark_stitch.py
-	$(PY) tools/benchmark.py --config-file configs/embedded/densepose_rcnn_R_50_FPN.yaml
+	$(PY) tools/benchmark.py --config-file configs/embedded/densepose_rcnn_R_18_GN_FPN.yaml
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train or evaluate DensePose R-CNN models (detectron2-style command line).
 
-    python train_net.py --config-file configs/embedded/densepose_rcnn_R_50_FPN.yaml
+    python train_net.py --config-file configs/embedded/densepose_rcnn_R_18_GN_FPN.yaml
     python train_net.py --config-file C --eval-only MODEL.WEIGHTS output/model_final.pth
     python train_net.py --config-file C --num-gpus 8 SOLVER.IMS_PER_BATCH 16
     # several machines: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT

@@ -37,7 +37,7 @@ from distill.interpolate import (
 from test_structures import toy_transform_data
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "embedded" / "densepose_rcnn_R_50_FPN.yaml"
+CONFIG = REPO / "configs" / "embedded" / "densepose_rcnn_R_18_GN_FPN.yaml"
 MINI = "densepose_embedded_mini"
 TINY = ["MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "256"]
 

@@ -42,7 +42,7 @@ from densepose_ext.structures import (
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-EMBEDDED_CFG = CONFIGS / "embedded" / "densepose_fcn_R_50_FPN.yaml"
+EMBEDDED_CFG = CONFIGS / "embedded" / "densepose_fcn_R_18_GN_FPN.yaml"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -407,14 +407,14 @@ def test_crop_inference_returns_gt_boxes_in_the_original_image():
 
 # ------------------------------------------------------------------- configs, train_net
 @pytest.mark.parametrize("name", ["densepose_fcn_R_50_FPN_s1x.yaml",
-                                  "embedded/densepose_fcn_R_50_FPN.yaml"])
+                                  "embedded/densepose_fcn_R_18_GN_FPN.yaml"])
 def test_fcn_config_files_load_and_build(name):
     cfg = add_densepose_config(get_cfg())
     cfg.merge_from_file(str(CONFIGS / name))
     assert cfg.MODEL.META_ARCHITECTURE == "DensePoseFCN" and cfg.MODEL.WEIGHTS == ""
     if name.startswith("embedded"):
         rcnn = add_densepose_config(get_cfg())
-        rcnn.merge_from_file(str(CONFIGS / "embedded" / "densepose_rcnn_R_50_FPN.yaml"))
+        rcnn.merge_from_file(str(CONFIGS / "embedded" / "densepose_rcnn_R_18_GN_FPN.yaml"))
         for key in ("RESNETS", "FPN", "BACKBONE"):
             assert cfg.MODEL[key] == rcnn.MODEL[key]  # same backbone sizing as the R-CNN
         cfg.MODEL.DEVICE = "cpu"

@@ -18,7 +18,7 @@ from densepose_ext.modeling import (
 from densepose_ext.structures import DensePoseChartOutput, DensePoseData, DensePoseList
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-EMBEDDED_CFG = CONFIGS / "embedded" / "densepose_rcnn_R_50_FPN.yaml"
+EMBEDDED_CFG = CONFIGS / "embedded" / "densepose_rcnn_R_18_GN_FPN.yaml"
 
 
 def tiny_cfg(**overrides):
@@ -167,7 +167,7 @@ def test_select_densepose_proposals_iou_and_annotation():
 @pytest.mark.parametrize("name", [
     "Base-DensePose-RCNN-FPN.yaml", "densepose_rcnn_R_50_FPN_s1x.yaml",
     "densepose_rcnn_R_101_FPN_s1x.yaml", "densepose_rcnn_X_101_32x8d_FPN_s1x.yaml",
-    "embedded/densepose_rcnn_R_50_FPN.yaml"])
+    "embedded/densepose_rcnn_R_18_GN_FPN.yaml"])
 def test_config_files_load_and_build(name):
     cfg = add_densepose_config(get_cfg())
     cfg.merge_from_file(str(CONFIGS / name))

@@ -33,7 +33,7 @@ from densepose_ext.modeling.pose3d.classes import main as classes_main
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "datasets" / "densepose_embedded" / "mini"
-CONFIG = REPO / "configs" / "embedded" / "pose3d_class_R_50_FPN.yaml"
+CONFIG = REPO / "configs" / "embedded" / "pose3d_class_R_18_GN_FPN.yaml"
 K = 8
 
 

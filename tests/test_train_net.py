@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "embedded" / "densepose_rcnn_R_50_FPN.yaml"
+CONFIG = REPO / "configs" / "embedded" / "densepose_rcnn_R_18_GN_FPN.yaml"
 SMALL = [
     "DATASETS.TRAIN", '("densepose_embedded_mini",)', "DATASETS.TEST", '("densepose_embedded_mini",)',
     "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2",
@@ -83,8 +83,8 @@ def test_apply_net_writes_overlays_and_results(tmp_path):
 
 
 @pytest.mark.parametrize("name", [
-    "densepose_rcnn_R_50_FPN_multitask_mask", "densepose_rcnn_R_50_FPN_multitask_kp",
-    "densepose_rcnn_R_50_FPN_multitask_mask_kp", "densepose_rcnn_R_50_FPN_cascade",
+    "densepose_rcnn_R_18_GN_FPN_multitask_mask", "densepose_rcnn_R_18_GN_FPN_multitask_kp",
+    "densepose_rcnn_R_18_GN_FPN_multitask_mask_kp", "densepose_rcnn_R_18_GN_FPN_cascade",
 ])
 def test_multitask_and_cascade_configs_train_and_evaluate(tmp_path, name):
     """Two iterations of each embedded multi-task / cascade config, then its final evaluation:

@@ -44,6 +44,7 @@ __all__ = [
     "register_embedded_split",
     "register_densepose_coco",
     "register_all",
+    "without_densepose",
 ]
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ class EmbeddedSplit:
     height: int = 256
     max_people: int = 4
     poses: Optional[str] = None  # pose source of synthesis.pose_sources; None: random poses
+    # False: the registered dataset keeps COCO-style labels only (boxes, masks, keypoints);
+    # DensePose points, coarse masks and the exact dense IUV are removed when it is loaded
+    densepose_labels: bool = True
 
 
 #: Embedded splits: name -> rendering parameters (directory densepose_embedded/<subdir>).
@@ -71,6 +75,10 @@ EMBEDDED_SPLITS: Dict[str, EmbeddedSplit] = {
     # random poses of the splits above rarely take: a test set of unseen poses
     "densepose_embedded_mocap_test": EmbeddedSplit("mocap_test", num_images=200, seed=4,
                                                    poses="motions"),
+    # the model zoo's pretraining set (MODEL_ZOO.md): its own seed, person boxes, masks and
+    # keypoints only, so that DensePose is learned from densepose_embedded_train alone
+    "coco_person_embedded_pretrain": EmbeddedSplit("pretrain", num_images=4000, seed=5,
+                                                 densepose_labels=False),
 }
 
 #: Real DensePose-COCO splits: name -> (image dir, json) relative to $DETECTRON2_DATASETS.
@@ -154,7 +162,8 @@ def register_embedded_split(name: str, split: EmbeddedSplit, root: Optional[Path
 
     def load() -> List[dict]:
         ensure_embedded_split(split_dir, split)
-        return load_densepose_coco_json(json_file, image_root, dataset_name=name)
+        dicts = load_densepose_coco_json(json_file, image_root, dataset_name=name)
+        return dicts if split.densepose_labels else [without_densepose(d) for d in dicts]
 
     DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
@@ -166,6 +175,16 @@ def register_embedded_split(name: str, split: EmbeddedSplit, root: Optional[Path
         embedded_split=split,
         **_common_metadata(),
     )
+
+
+def without_densepose(record: dict) -> dict:
+    """A dataset dict with its DensePose labels removed: no ``dp_*`` annotation keys, no
+    dense IUV file; boxes, masks and keypoints stay."""
+    out = {k: v for k, v in record.items() if k != "dense_file"}
+    out["annotations"] = [
+        {k: v for k, v in ann.items() if not k.startswith("dp_")} for ann in record["annotations"]
+    ]
+    return out
 
 
 def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path) -> bool:

@@ -2,7 +2,8 @@
 
 detectron2 DensePose checkpoints name the branch ``roi_heads.densepose_head.body_conv_fcnK``
 and ``roi_heads.densepose_predictor.{ann_index_lowres, index_uv_lowres, u_lowres, v_lowres}``,
-which is our layout, so those keys load unchanged. Caffe2 Detectron DensePose blobs
+which is our layout, so those keys load unchanged. ``densepose_ext://<file>`` names a file of
+the embedded model zoo (:mod:`densepose_ext.model_zoo`). Caffe2 Detectron DensePose blobs
 (``body_conv_fcnK_w``, ``AnnIndex_lowres_w``, ``Index_UV_lowres_b``, ``U_lowres_w``, ...) and
 DDP-wrapped state dicts (``module.`` prefix) are renamed by :func:`convert_densepose_keys`.
 """
@@ -15,6 +16,8 @@ from typing import Dict, List, Mapping, Tuple
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
+
+from ..model_zoo import unreadable_error, zoo_entry_for_path
 
 __all__ = ["DensePoseCheckpointer", "convert_densepose_keys", "is_densepose_key"]
 
@@ -81,6 +84,15 @@ class DensePoseCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.incompatible = None
         self.renamed_keys: Dict[str, str] = {}
+
+    def _load_file(self, filename: str):
+        # a model-zoo file that does not load names the command that rebuilds it
+        try:
+            return super()._load_file(filename)
+        except Exception as e:
+            if zoo_entry_for_path(filename) is None:
+                raise
+            raise unreadable_error(filename, e) from e
 
     def _load_model(self, checkpoint: dict):
         state, self.renamed_keys = convert_densepose_keys(checkpoint["model"])

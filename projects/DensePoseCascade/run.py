@@ -34,9 +34,9 @@ from densepose_ext.engine.recipe import (cached_record, claim_output_dir, displa
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 CONFIGS = REPO / "configs" / "embedded"
-RCNN = CONFIGS / "densepose_rcnn_R_50_FPN.yaml"
-FCN = CONFIGS / "densepose_fcn_R_50_FPN.yaml"
-CASCADE = CONFIGS / "densepose_rcnn_R_50_FPN_cascade.yaml"
+RCNN = CONFIGS / "densepose_rcnn_R_18_GN_FPN.yaml"
+FCN = CONFIGS / "densepose_fcn_R_18_GN_FPN.yaml"
+CASCADE = CONFIGS / "densepose_rcnn_R_18_GN_FPN_cascade.yaml"
 INTERPOLATED_SUFFIX = "_interpolated"
 
 
@@ -56,9 +56,9 @@ class Row:
 ROWS = (
     Row("fcn", "FCN", FCN, paper={"auc10": 0.25}),
     Row("rcnn", "DensePose R-CNN", RCNN, paper={"auc10": 0.32, "gps_ap": 51}),
-    Row("mask", "DensePose R-CNN + mask", CONFIGS / "densepose_rcnn_R_50_FPN_multitask_mask.yaml",
+    Row("mask", "DensePose R-CNN + mask", CONFIGS / "densepose_rcnn_R_18_GN_FPN_multitask_mask.yaml",
         paper={"gps_ap": 52}),
-    Row("kp", "DensePose R-CNN + keypoints", CONFIGS / "densepose_rcnn_R_50_FPN_multitask_kp.yaml",
+    Row("kp", "DensePose R-CNN + keypoints", CONFIGS / "densepose_rcnn_R_18_GN_FPN_multitask_kp.yaml",
         paper={"gps_ap": 53}),
     Row("refine", "refinement stage, no cross links (DP+mask+kp)", CASCADE,
         ("MODEL.ROI_CASCADE_HEAD.CROSS_TASK", "False")),

@@ -8,7 +8,7 @@ classifier on poses its real training images lack?
 1. Stitch ``--num-stitched`` images (``python -m synthesis.stitch``) whose query 3D poses come
    from the MoCap pose source (default: the procedural motion set) and whose pieces come from
    the rendered training split; registered as ``stitched_<name>``.
-2. Train the K-way 3D-pose classifier (``configs/embedded/pose3d_class_R_50_FPN.yaml``) with the
+2. Train the K-way 3D-pose classifier (``configs/embedded/pose3d_class_R_18_GN_FPN.yaml``) with the
    same budget (iterations, batch, LR schedule, seed) on (a) the renders only and (b) the
    renders + the stitched images; each run builds its K-means classes from its own training
    poses, as the method does.
@@ -37,7 +37,7 @@ from densepose_ext.engine.recipe import (cached_record, claim_output_dir, displa
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CONFIG = REPO / "configs" / "embedded" / "pose3d_class_R_50_FPN.yaml"
+CONFIG = REPO / "configs" / "embedded" / "pose3d_class_R_18_GN_FPN.yaml"
 RENDERS = "densepose_embedded_train"
 TEST_SETS = (("densepose_embedded_mocap_test", "unseen MoCap poses"),
              ("densepose_embedded_val", "random poses"))
