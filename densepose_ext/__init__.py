@@ -1,1 +1,2 @@
-
+"""densepose_ext: a Detectron2 extension for dense human pose (see README.md)."""
+from . import model_zoo  # noqa: F401  (registers the densepose_ext:// checkpoint names)

@@ -105,6 +105,16 @@ def test_flip_matches_flipped_image_surface(toy_dicts):
     assert kp[2, 0] == pytest.approx(80 - raw[1, 0]) and kp[1, 1] == pytest.approx(raw[2, 1])
 
 
+def test_mapping_leaves_the_dataset_dict_unchanged(toy_dicts):
+    """The data loader reuses dataset dicts: a flip + resize must not change the original."""
+    before = pickle.dumps(toy_dicts[0])
+    mapper = _mapper([T.ResizeShortestEdge(128, 1000), T.RandomFlip(prob=1.0)])
+    for _ in range(2):
+        out = mapper(toy_dicts[0])
+        assert len(out["instances"]) == 2
+    assert pickle.dumps(toy_dicts[0]) == before
+
+
 def test_inference_mode_has_no_annotations(toy_dicts):
     mapper = DensePoseDatasetMapper(False, augmentations=[T.ResizeShortestEdge(32, 1000)])
     out = mapper(toy_dicts[0])

@@ -1,4 +1,5 @@
-"""Recipe building blocks: shrunk schedules, step records and resumable training commands."""
+"""Recipe building blocks: shrunk schedules, step records, resumable training commands and the
+statistics of seeds (mean ± std, verdicts)."""
 import json
 import sys
 
@@ -63,3 +64,44 @@ def test_checkpoints_of_another_command_are_not_resumed(tmp_path):
     (out / "last_checkpoint").unlink()
     claim_output_dir(out, second)  # no checkpoint: the directory is taken over
     assert json.loads((out / "recipe_command.json").read_text())["command"] == second
+
+
+def test_seed_stats_mean_and_sample_std():
+    from densepose_ext.engine.seed_stats import SeedStats, format_mean_std
+
+    s = SeedStats.of([1.0, 2.0, 3.0])
+    assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
+    assert format_mean_std([1.0, 2.0, 3.0], 1) == "2.0 ± 1.0"
+    assert format_mean_std([0.1234], 3) == "0.123 (1 seed)"
+    with pytest.raises(ValueError, match="no finished seed"):
+        SeedStats.of([])
+
+
+def test_verdicts_need_a_difference_beyond_two_standard_errors():
+    from densepose_ext.engine.seed_stats import (NOT_RESOLVED, OPPOSITE, REPRODUCED,
+                                                 compare_rows)
+
+    # se = sqrt(1/3 + 1/3) = 0.816: a gain of 2.0 is beyond 2 SE (1.63), 1.5 is not
+    c = compare_rows([1.0, 2.0, 3.0], [3.0, 4.0, 5.0])
+    assert c.verdict == REPRODUCED and c.difference == 2.0
+    assert abs(c.standard_error - (2 / 3) ** 0.5) < 1e-12
+    assert compare_rows([1.0, 2.0, 3.0], [2.5, 3.5, 4.5]).verdict == NOT_RESOLVED
+    assert compare_rows([3.0, 4.0, 5.0], [1.0, 2.0, 3.0]).verdict == OPPOSITE
+    # lower is better (e.g. MPJPE): a drop is the claimed direction
+    assert compare_rows([3.0, 4.0, 5.0], [1.0, 2.0, 3.0], higher_is_better=False).verdict == REPRODUCED
+    # one seed on either side never resolves, however large the difference
+    one = compare_rows([1.0], [9.0, 9.1, 9.2])
+    assert one.verdict == NOT_RESOLVED and one.standard_error is None
+
+
+def test_recorded_step_runs_once_per_command(tmp_path):
+    from densepose_ext.engine.recipe import recorded_step, seed_dir
+
+    calls = []
+    path = seed_dir(tmp_path, "rcnn", 2) / "row.json"
+    assert path == tmp_path / "rcnn" / "seed2" / "row.json"
+    run = lambda: calls.append(1) or {"minutes": 1.0}  # noqa: E731
+    first = recorded_step(path, ["a"], run)
+    assert first == {"command": ["a"], "minutes": 1.0} and recorded_step(path, ["a"], run) == first
+    recorded_step(path, ["b"], run)
+    assert len(calls) == 2 and json.loads(path.read_text())["command"] == ["b"]

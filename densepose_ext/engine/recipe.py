@@ -11,10 +11,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
-__all__ = ["run_command", "cached_record", "save_record", "shrunk_schedule", "resumable_training",
-           "claim_output_dir", "display_command"]
+__all__ = ["run_command", "cached_record", "save_record", "recorded_step", "shrunk_schedule",
+           "resumable_training", "claim_output_dir", "display_command", "seed_dir"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -56,6 +56,20 @@ def save_record(path: Path, record: dict) -> dict:
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)
     return record
+
+
+def recorded_step(path: Path, command: List[str], run: Callable[[], dict]) -> dict:
+    """The record of ``command`` at ``path``; when there is none, ``run()`` computes the
+    record's other fields and the record is saved with the command."""
+    record = cached_record(path, command)
+    if record is None:
+        record = save_record(path, {"command": command, **run()})
+    return record
+
+
+def seed_dir(out: Path, row: str, seed: int) -> Path:
+    """Output directory of one seed of a recipe row: ``out/<row>/seed<seed>``."""
+    return Path(out) / row / f"seed{seed}"
 
 
 def shrunk_schedule(iters: int, seed: int) -> List[str]:

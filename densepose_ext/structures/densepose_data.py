@@ -133,12 +133,12 @@ def check_densepose_annotation(ann: dict) -> bool:
 def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
     """(256,256) uint8 coarse label map (0 = background, 1..14) from the 14 ``dp_masks``.
 
-    Masks are painted in part order, so where masks overlap the LATER part wins (the
-    annotation files do not promise disjoint masks).
+    Where masks overlap the LATER part wins (the annotation files do not promise disjoint
+    masks). All masks are decoded in one pycocotools call.
     """
     from pycocotools import mask as mask_util
 
-    segm = np.zeros((FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)
+    rles, labels = [], []
     for k, rle in enumerate(dp_masks):
         if not isinstance(rle, dict):
             continue
@@ -146,9 +146,13 @@ def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
             rle = mask_util.frPyObjects(rle, FRAME_SIZE, FRAME_SIZE)
         elif isinstance(rle["counts"], str):
             rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-        mask = mask_util.decode(rle).astype(bool)
-        segm[mask] = k + 1
-    return segm
+        rles.append(rle)
+        labels.append(k + 1)
+    if not rles:
+        return np.zeros((FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)
+    masks = mask_util.decode(rles)  # (256, 256, n), 0/1
+    # part k+1 where its mask is set, the largest (= latest) label where several are
+    return (masks * np.asarray(labels, dtype=np.uint8)).max(axis=2)
 
 
 class DenseIUV:

@@ -1,0 +1,76 @@
+"""Statistics of recipe rows run with several seeds: mean ± std and the verdict of a comparison.
+
+A comparison of two rows is "reproduced" only when the difference of their seed means lies in
+the claimed direction and exceeds twice its standard error (Welch: the two rows' seeds are
+independent runs). A difference within two standard errors is "not resolved at this budget";
+one beyond them in the other direction is "opposite (> 2 SE)". With fewer than two seeds in
+either row nothing is resolved.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+__all__ = ["REPRODUCED", "NOT_RESOLVED", "OPPOSITE", "SeedStats", "Comparison", "compare_rows",
+           "format_mean_std"]
+
+REPRODUCED = "reproduced"
+NOT_RESOLVED = "not resolved at this budget"
+OPPOSITE = "opposite (> 2 SE)"
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """Mean and sample standard deviation (n - 1) of one metric over a row's seeds."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "SeedStats":
+        values = [float(v) for v in values]
+        if not values:
+            raise ValueError("no values: the row has no finished seed")
+        n = len(values)
+        mean = sum(values) / n
+        var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+        return cls(mean, math.sqrt(var), n)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``after - before`` of the seed means, its standard error and the verdict."""
+
+    before: SeedStats
+    after: SeedStats
+    difference: float
+    standard_error: Optional[float]  # None with fewer than two seeds on a side
+    verdict: str
+
+
+def compare_rows(before: Sequence[float], after: Sequence[float],
+                 higher_is_better: bool = True) -> Comparison:
+    """Verdict on the claim "``after`` is better than ``before``" from per-seed values."""
+    b, a = SeedStats.of(before), SeedStats.of(after)
+    diff = a.mean - b.mean
+    if b.n < 2 or a.n < 2:
+        return Comparison(b, a, diff, None, NOT_RESOLVED)
+    se = math.sqrt(b.std ** 2 / b.n + a.std ** 2 / a.n)
+    gain = diff if higher_is_better else -diff
+    if gain > 2 * se:
+        verdict = REPRODUCED
+    elif gain < -2 * se:
+        verdict = OPPOSITE
+    else:
+        verdict = NOT_RESOLVED
+    return Comparison(b, a, diff, se, verdict)
+
+
+def format_mean_std(values: Sequence[float], digits: int = 2) -> str:
+    """``"12.34 ± 0.56"`` over the seeds (a single seed shows its value and ``(1 seed)``)."""
+    s = SeedStats.of(values)
+    if s.n == 1:
+        return f"{s.mean:.{digits}f} (1 seed)"
+    return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
