@@ -3,6 +3,8 @@
 
     python train_net.py --config-file configs/embedded/densepose_rcnn_R_18_GN_FPN.yaml
     python train_net.py --config-file C --eval-only MODEL.WEIGHTS output/model_final.pth
+    python train_net.py --config-file C --eval-only MODEL.WEIGHTS W TEST.AUG.ENABLED True \
+        TEST.AUG.MIN_SIZES "(224, 256, 288)" TEST.AUG.FLIP True   # + multi-transform inference
     python train_net.py --config-file C --num-gpus 8 SOLVER.IMS_PER_BATCH 16
     # several machines: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT
 
@@ -46,6 +48,8 @@ def main(args):
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
         results = Trainer.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:  # multi-transform inference as well
+            results.update(Trainer.test_with_TTA(cfg, model))
         if comm.is_main_process():
             verify_results(cfg, results)
             _save_results(cfg, results)

@@ -38,8 +38,9 @@ def test_train_then_eval_only_gives_every_metric(tmp_path):
     assert list(out.glob("events.out.tfevents.*"))
 
     ev = tmp_path / "eval"
-    _run(["--eval-only", *SMALL, "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(ev)],
-         cwd=REPO)
+    _run(["--eval-only", *SMALL, "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(ev),
+          "TEST.AUG.ENABLED", "True", "TEST.AUG.MIN_SIZES", "(112, 128)", "TEST.AUG.MAX_SIZE", "160",
+          "TEST.AUG.FLIP", "True"], cwd=REPO)
     metrics = json.loads(next(ev.glob("inference/*/densepose_metrics.json")).read_text())
     flat = json.dumps(metrics)
     for key in ("gps_ap", "gpsm_ap", "auc10", "auc20", "auc30"):
@@ -48,6 +49,9 @@ def test_train_then_eval_only_gives_every_metric(tmp_path):
     results = json.loads((ev / "eval_results.json").read_text())
     assert "AP" in results["bbox"]
     assert {"gps_ap", "gpsm_ap", "auc10", "auc20", "auc30"} <= set(results["densepose_summary"])
+    # multi-transform inference (2 scales x flip) evaluated beside the plain model
+    assert {"gps_ap", "auc10"} <= set(results["densepose_summary_TTA"])
+    assert "AP" in results["bbox_TTA"] and list(ev.glob("inference_TTA/*/densepose_metrics.json"))
 
 
 def test_apply_net_writes_overlays_and_results(tmp_path):

@@ -14,6 +14,7 @@ from ..data import DensePoseDatasetMapper, PersonCropMapper, build_person_crop_t
 from ..evaluation import DensePoseEvaluator, Pose3DEvaluator
 from ..modeling.checkpoint import DensePoseCheckpointer
 from ..modeling.pose3d import classes_file_for_cfg, load_or_build_pose_classes
+from ..modeling.test_time_augmentation import DensePoseRCNNWithTTA
 
 __all__ = ["Trainer"]
 
@@ -107,3 +108,18 @@ class Trainer(DefaultTrainer):
     def test(cls, cfg, model, evaluators=None) -> OrderedDict:
         with torch.no_grad():
             return super().test(cfg, model, evaluators)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model) -> OrderedDict:
+        """Evaluation under multi-transform inference (``TEST.AUG``: scales, flip); metrics
+        are named with a ``_TTA`` suffix and written to ``OUTPUT_DIR/inference_TTA/``."""
+        if cfg.MODEL.META_ARCHITECTURE == "DensePoseFCN":
+            raise ValueError("TEST.AUG applies to R-CNN models; the FCN averages scales and "
+                             "flips with MODEL.DENSEPOSE_FCN.TEST_AUG")
+        logger.info("Running inference with test-time augmentation: scales %s, flip %s",
+                    cfg.TEST.AUG.MIN_SIZES, cfg.TEST.AUG.FLIP)
+        tta_model = DensePoseRCNNWithTTA(cfg, model)
+        evaluators = [cls.build_evaluator(cfg, name, output_folder=os.path.join(
+            cfg.OUTPUT_DIR, "inference_TTA", name)) for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, tta_model, evaluators)
+        return OrderedDict((name + "_TTA", value) for name, value in results.items())
