@@ -149,6 +149,10 @@ def add_densepose_config(cfg: CN) -> CN:
     # Points per person and iteration drawn from its dense target (dp_dense_file); 0 = ignore.
     _C.INPUT.DENSEPOSE_DENSE_POINTS = 200
 
+    # Share of every training batch drawn from each DATASETS.TRAIN dataset, e.g. (0.6, 0.4) for
+    # labelled + pseudo-labelled images; () = detectron2's uniform sampling of their union.
+    _C.DATASETS.TRAIN_RATIOS = ()
+
     # Directory of the official DensePose data files (SMPL_subdiv.mat, Pdist_matrix.pkl,
     # SMPL_SUBDIV_TRANSFORM.mat, UV_symmetry_transforms.mat) used for flips and evaluation
     # instead of what the dataset metadata names; "" = follow the metadata.

@@ -11,6 +11,7 @@ from .datasets import (
     register_embedded_split,
 )
 from .densepose_coco import DensePoseDatasetError, load_densepose_coco_json
+from .mixed_loader import MixedBatchSampler, build_mixed_train_loader
 from .person_crop_mapper import (
     PersonCropMapper,
     build_person_crop_train_loader,
@@ -27,7 +28,9 @@ __all__ = [
     "DensePoseDatasetError",
     "DensePoseDatasetMapper",
     "EmbeddedSplit",
+    "MixedBatchSampler",
     "PersonCropMapper",
+    "build_mixed_train_loader",
     "build_person_crop_train_loader",
     "build_transform_data_loader",
     "datasets_root",

@@ -10,7 +10,8 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 
 from ..body import BodyModel
-from ..data import DensePoseDatasetMapper, PersonCropMapper, build_person_crop_train_loader
+from ..data import (DensePoseDatasetMapper, PersonCropMapper, build_mixed_train_loader,
+                    build_person_crop_train_loader)
 from ..evaluation import DensePoseEvaluator, Pose3DEvaluator
 from ..modeling.checkpoint import DensePoseCheckpointer
 from ..modeling.pose3d import classes_file_for_cfg, load_or_build_pose_classes
@@ -59,8 +60,14 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         if cfg.MODEL.DENSEPOSE_FCN.SINGLE_PERSON_CROP:  # one crop per annotated person
+            if cfg.DATASETS.TRAIN_RATIOS:
+                raise ValueError("DATASETS.TRAIN_RATIOS is not supported with "
+                                 "MODEL.DENSEPOSE_FCN.SINGLE_PERSON_CROP")
             return build_person_crop_train_loader(cfg)
-        return build_detection_train_loader(cfg, mapper=DensePoseDatasetMapper(cfg, True))
+        mapper = DensePoseDatasetMapper(cfg, True)
+        if cfg.DATASETS.TRAIN_RATIOS:  # fixed shares of every batch per dataset
+            return build_mixed_train_loader(cfg, mapper)
+        return build_detection_train_loader(cfg, mapper=mapper)
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
