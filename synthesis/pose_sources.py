@@ -10,7 +10,11 @@ path (:func:`resolve_pose_source`):
 - **random** poses within the joint limits of :mod:`densepose_ext.body.pose`;
 - a small **procedural motion set** (walk, run, reach, sit, squat, wave, ...): smooth
   joint-angle curves through keyframes, clipped to the joint limits. It is the default, and
-  :func:`write_motion_set` writes it in the ``.npz`` layout.
+  :func:`write_motion_set` writes it in the ``.npz`` layout. It is split by action into
+  training motions (``motions_train``: :data:`TRAIN_MOTIONS`) and held-out test motions
+  (``motions_test``: :data:`TEST_MOTIONS` without the frames that repeat a training pose,
+  see :func:`held_out_sequences`), so that a model can be tested on MoCap poses its
+  training queries never showed; ``motions`` is all of them.
 
 :class:`SMPLPoser` poses parameters with smplx and any SMPL-format model (the embedded one by
 default, a real SMPL ``.pkl`` by path) into vertices, the 24 SMPL joints and the 17 COCO
@@ -34,8 +38,9 @@ from densepose_ext.body.pose import NUM_JOINTS, JOINT_NAMES, clip_to_limits, eul
 from densepose_ext.utils import atomic_write
 
 __all__ = ["PoseSourceError", "PoseSequence", "QueryPose", "PoseSource", "SequencePoseSource",
-           "RandomPoseSource", "PosedBodies", "SMPLPoser", "MOTIONS", "POSE_SOURCES",
-           "load_pose_npz", "save_pose_npz", "motion_sequence", "write_motion_set",
+           "RandomPoseSource", "PosedBodies", "SMPLPoser", "MOTIONS", "TRAIN_MOTIONS", "TEST_MOTIONS",
+           "SAME_POSE_DEG", "POSE_SOURCES", "load_pose_npz", "save_pose_npz", "motion_sequence",
+           "write_motion_set", "pose_distance_deg", "held_out_sequences", "shared_frames",
            "resolve_pose_source", "estimate_up_axis"]
 
 POSE_DIM = NUM_JOINTS * 3
@@ -52,13 +57,16 @@ class PoseSourceError(ValueError):
 
 @dataclass
 class PoseSequence:
-    """SMPL parameters over time: poses (T,72) axis-angle, trans (T,3), betas (B,) or None."""
+    """SMPL parameters over time: poses (T,72) axis-angle, trans (T,3), betas (B,) or None;
+    ``frame_ids`` (T,): the frame numbers of the original sequence when frames were removed
+    (None: 0..T-1), used in query tags."""
 
     poses: np.ndarray
     trans: np.ndarray
     betas: Optional[np.ndarray] = None
     name: str = ""
     fps: float = DEFAULT_FPS
+    frame_ids: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.poses = np.asarray(self.poses, dtype=np.float64)
@@ -70,6 +78,15 @@ class PoseSequence:
         if self.trans.shape != (len(self.poses), 3):
             raise ValueError(f"pose sequence {self.name!r}: trans must be ({len(self.poses)}, 3), "
                              f"got {self.trans.shape}")
+        if self.frame_ids is not None:
+            self.frame_ids = np.asarray(self.frame_ids, dtype=np.int64)
+            if self.frame_ids.shape != (len(self.poses),):
+                raise ValueError(f"pose sequence {self.name!r}: frame_ids must be ({len(self.poses)},), "
+                                 f"got {self.frame_ids.shape}")
+
+    def frame_id(self, t: int) -> int:
+        """Frame number in the original sequence of frame ``t``."""
+        return int(t if self.frame_ids is None else self.frame_ids[t])
 
     def __len__(self) -> int:
         return int(len(self.poses))
@@ -285,6 +302,61 @@ def write_motion_set(out_dir: PathLike, names: Optional[Sequence[str]] = None, f
 
 
 # ---------------------------------------------------------------------------------------------
+# the training / held-out split of the motion set
+
+#: actions whose frames may be used for training (stitching queries)
+TRAIN_MOTIONS: Tuple[str, ...] = ("walk", "reach", "sit", "jumping_jack", "bend", "kick")
+#: held-out actions: the test split of unseen MoCap poses (each differs from every training
+#: action; squat starts and ends standing, as several training actions do: those frames go)
+TEST_MOTIONS: Tuple[str, ...] = ("run", "squat", "wave")
+#: two frames show the same pose when every body joint's rotation differs by less than this
+SAME_POSE_DEG = 10.0
+
+
+def _joint_quaternions(poses: np.ndarray) -> np.ndarray:
+    """(T, 23, 4) unit quaternions of the body joints (the root orientation is left out: the
+    camera decides the view)."""
+    poses = np.asarray(poses, dtype=np.float64)
+    q = Rotation.from_rotvec(poses[:, 3:POSE_DIM].reshape(-1, 3)).as_quat()
+    return q.reshape(len(poses), NUM_JOINTS - 1, 4)
+
+
+def pose_distance_deg(poses_a: np.ndarray, poses_b: np.ndarray) -> np.ndarray:
+    """(Ta, Tb) largest rotation angle (degrees) between corresponding body joints of every
+    pair of frames of (Ta, 72) and (Tb, 72) axis-angle poses."""
+    qa, qb = _joint_quaternions(poses_a), _joint_quaternions(poses_b)
+    worst = np.zeros((len(qa), len(qb)))
+    for j in range(qa.shape[1]):  # one (Ta, Tb) product per joint
+        cos_half = np.clip(np.abs(qa[:, j] @ qb[:, j].T), 0.0, 1.0)
+        np.maximum(worst, 2.0 * np.arccos(cos_half), out=worst)
+    return np.degrees(worst)
+
+
+def held_out_sequences(test: Sequence[PoseSequence], train: Sequence[PoseSequence],
+                       min_deg: float = SAME_POSE_DEG) -> List[PoseSequence]:
+    """The ``test`` sequences without their frames that show a pose of ``train`` (some frame
+    within ``min_deg`` on every joint); kept frames keep their original frame numbers."""
+    train_poses = np.concatenate([s.poses for s in train])
+    out = []
+    for seq in test:
+        keep = np.flatnonzero(pose_distance_deg(seq.poses, train_poses).min(1) >= min_deg)
+        if not len(keep):
+            raise PoseSourceError(f"held-out motion {seq.name!r}: every frame repeats a training pose")
+        ids = np.arange(len(seq)) if seq.frame_ids is None else seq.frame_ids
+        out.append(PoseSequence(seq.poses[keep], seq.trans[keep], seq.betas, name=seq.name, fps=seq.fps,
+                                frame_ids=ids[keep]))
+    return out
+
+
+def _motion_split(held_out: bool) -> "SequencePoseSource":
+    train = [motion_sequence(n) for n in TRAIN_MOTIONS]
+    if not held_out:
+        return SequencePoseSource(train, name="motions_train")
+    test = held_out_sequences([motion_sequence(n) for n in TEST_MOTIONS], train)
+    return SequencePoseSource(test, name="motions_test")
+
+
+# ---------------------------------------------------------------------------------------------
 # sources
 
 
@@ -322,7 +394,13 @@ class SequencePoseSource(PoseSource):
         t = k - int(self._offsets[s])
         seq = self.sequences[s]
         return QueryPose(seq.poses[t].copy(), seq.trans[t].copy(), None if seq.betas is None else seq.betas.copy(),
-                         self._ups[s].copy(), f"{seq.name}:{t}")
+                         self._ups[s].copy(), f"{seq.name}:{seq.frame_id(t)}")
+
+    def frames(self) -> Tuple[np.ndarray, List[str]]:
+        """Every frame: poses (F, 72) and their tags (``name:frame``, as :meth:`sample` gives)."""
+        poses = np.concatenate([s.poses for s in self.sequences])
+        tags = [f"{s.name}:{s.frame_id(t)}" for s in self.sequences for t in range(len(s))]
+        return poses, tags
 
     def describe(self) -> str:
         import hashlib
@@ -359,9 +437,23 @@ def _npz_source(path: Path) -> SequencePoseSource:
     return SequencePoseSource([load_pose_npz(f) for f in files], name=str(path))
 
 
-#: name -> factory of a PoseSource: "motions" (all procedural motions), each motion by name, "random"
+def shared_frames(a: SequencePoseSource, b: SequencePoseSource,
+                  min_deg: float = SAME_POSE_DEG) -> List[Tuple[str, str]]:
+    """Frames of ``a`` that show a pose of ``b``: (tag in a, tag of its nearest frame in b)
+    for every frame of ``a`` within ``min_deg`` of some frame of ``b`` on every joint."""
+    pa, ta = a.frames()
+    pb, tb = b.frames()
+    dist = pose_distance_deg(pa, pb)
+    nearest = dist.argmin(1)
+    return [(ta[i], tb[nearest[i]]) for i in np.flatnonzero(dist.min(1) < min_deg)]
+
+
+#: name -> factory of a PoseSource: "motions" (all procedural motions), "motions_train" /
+#: "motions_test" (the training actions / the held-out ones), each motion by name, "random"
 POSE_SOURCES: Dict[str, Callable[[], PoseSource]] = {
     "motions": lambda: SequencePoseSource([motion_sequence(n) for n in MOTIONS], name="motions"),
+    "motions_train": lambda: _motion_split(held_out=False),
+    "motions_test": lambda: _motion_split(held_out=True),
     "random": RandomPoseSource,
     **{n: (lambda n=n: SequencePoseSource([motion_sequence(n)], name=n)) for n in MOTIONS},
 }

@@ -6,7 +6,8 @@ random azimuth, elevation, roll and field of view; the person fills most of the 
 projected 17 COCO keypoints are the query. For every joint (and the torso) the source person
 whose 2D pose is locally most similar after a similarity alignment is chosen
 (:mod:`synthesis.stitch_index`), warped by that alignment, and the pieces are assigned to output
-pixels along the query skeleton and blended by the local histogram of assignments
+pixels along the query skeleton, by default weighing each piece by how well its source matched
+(:mod:`synthesis.stitch_assign`), and blended by the local histogram of assignments
 (:mod:`synthesis.stitch_blend`).
 
 Output per image: the image; keypoints = the projected query (v = 2 inside the image, else
@@ -28,7 +29,9 @@ images exist. Each image is written atomically and its fragment last, so a run r
 assembles annotations.json (or any later run does).
 
 CLI: ``python -m synthesis.stitch --out DIR --num-images N --seed S [--sources SRC_JSON
---images SRC_DIR] [--poses NAME_OR_NPZ] [--shard i --num-shards n]``.
+--images SRC_DIR] [--poses NAME_OR_NPZ] [--assignment {geometric,match}] [--shard i --num-shards n]``.
+The default query poses are the training motions (``motions_train``): the held-out ones make
+the ``densepose_embedded_mocap_test`` split.
 """
 from __future__ import annotations
 
@@ -51,15 +54,17 @@ from densepose_ext.utils import atomic_write
 from .annotate import _box_frame_masks, _polygons, annotation_id
 from .pose_sources import PoseSource, PosedBodies, QueryPose, SMPLPoser, random_betas, resolve_pose_source
 from .rasterize import Camera, look_at_rotation
-from .stitch_blend import (DP_FRAME, SLOT_PARTS, SourceLoader, WarpedSource, assign_pixels, blend_weights,
-                           composite, distinct_layers, layer_rois, warp_source)
+from .stitch_assign import ASSIGNMENT_RULES, DEFAULT_ASSIGNMENT
+from .stitch_blend import (DP_FRAME, SLOT_PARTS, SourceLoader, WarpedSource, blend_weights, composite,
+                           distinct_layers, layer_rois, warp_source)
 from .stitch_index import (NUM_SLOTS, SLOT_NAMES, TORSO_SLOT, LocalPoseIndex, Matches, SourcePool,
-                           load_source_pool)
+                           load_source_pool, match_misfit)
 
 __all__ = ["STITCH_VERSION", "StitchConfig", "StitchResult", "Stitcher", "StitchParamsMismatch", "sample_camera",
            "stitch_dataset", "main"]
 
 STITCH_VERSION = "1"
+DEFAULT_POSES = "motions_train"  # the held-out motions ("motions_test") are the MoCap test split
 
 
 class StitchParamsMismatch(ValueError):
@@ -83,6 +88,7 @@ class StitchConfig:
     roll_deg: float = 4.0  # std of the camera roll
     clean_background: bool = True  # sources contribute only their person over the torso source's cleaned background
     min_source_height: float = 40.0  # pixels; smaller source persons are not used
+    assignment: str = DEFAULT_ASSIGNMENT  # pixel assignment rule (synthesis.stitch_assign.ASSIGNMENT_RULES)
     jpeg_quality: int = 95
 
 
@@ -156,6 +162,8 @@ class Stitcher:
 
     def __init__(self, pool: SourcePool, poses: PoseSource, poser: Optional[SMPLPoser] = None,
                  config: StitchConfig = StitchConfig(), cache_size: int = 64):
+        if config.assignment not in ASSIGNMENT_RULES:
+            raise ValueError(f"unknown pixel assignment {config.assignment!r}; known: {', '.join(ASSIGNMENT_RULES)}")
         self.pool, self.poses, self.config = pool, poses, config
         self.poser = poser if poser is not None else SMPLPoser()
         self.index = LocalPoseIndex(pool.keypoints, pool.visibility, np.deg2rad(config.max_rotation_deg),
@@ -183,8 +191,9 @@ class Stitcher:
 
         matches = self.index.search(kp2d)
         layer_slot, slot_layer = distinct_layers(matches.source, matches.transform)
-        slot_labels, covered = assign_pixels(kp2d, cfg.height, cfg.width, cfg.radius * size,
-                                             cfg.thickness * size, depth)
+        assign = ASSIGNMENT_RULES[cfg.assignment]
+        slot_labels, covered = assign(kp2d, cfg.height, cfg.width, cfg.radius * size, cfg.thickness * size,
+                                      depth, misfit=match_misfit(kp2d, matches))
         labels = slot_layer[slot_labels]
         blend = max(1, int(round(cfg.blend * size)) | 1)
         weights = blend_weights(labels, len(layer_slot), blend)
@@ -400,7 +409,8 @@ def stitch_dataset(out_dir, num_images: int, seed: int, sources: Optional[str] =
                    shard: int = 0, num_shards: int = 1, progress: bool = True,
                    stitcher: Optional[Stitcher] = None) -> Optional[Path]:
     """Stitch (or resume) images ``shard::num_shards`` of ``num_images``; returns annotations.json
-    once every image of the run exists, else None (other shards still to finish)."""
+    once every image of the run exists, else None (other shards still to finish). ``poses``: a
+    pose source spec (None: :data:`DEFAULT_POSES`)."""
     if num_images < 1:
         raise ValueError(f"stitch_dataset: num_images must be >= 1, got {num_images}")
     if not 0 <= shard < num_shards:
@@ -413,6 +423,7 @@ def stitch_dataset(out_dir, num_images: int, seed: int, sources: Optional[str] =
         sources = Path(sources)
         images = Path(images) if images is not None else sources.parent / "images"
         pool = load_source_pool(sources, images, min_height=config.min_source_height)
+        poses = DEFAULT_POSES if poses is None else poses
         stitcher = Stitcher(pool, resolve_pose_source(poses), SMPLPoser(smpl_model), config)
     params = stitcher.params(seed)
     _check_params(out_dir, params)
@@ -438,8 +449,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--num-images", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--poses", default="motions", help="pose source name (motions, random, walk, ...) "
-                        "or a .npz sequence / directory of them")
+    parser.add_argument("--poses", default=DEFAULT_POSES, help="pose source name (motions_train, motions, "
+                        "random, walk, ...) or a .npz sequence / directory of them (default: the training "
+                        "motions; the held-out ones make the MoCap test split)")
+    parser.add_argument("--assignment", choices=sorted(ASSIGNMENT_RULES), default=DEFAULT_ASSIGNMENT,
+                        help="pixel assignment: 'match' weighs each piece by its source's match quality "
+                        "(default), 'geometric' uses the distance to the query skeleton only")
     parser.add_argument("--smpl-model", default=None, help="SMPL model .pkl (default: the embedded body)")
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--num-shards", type=int, default=1)
@@ -447,7 +462,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--no-progress", action="store_true")
     a = parser.parse_args(argv)
-    cfg = StitchConfig(width=a.width, height=a.height)
+    cfg = StitchConfig(width=a.width, height=a.height, assignment=a.assignment)
     path = stitch_dataset(a.out, a.num_images, a.seed, a.sources, a.images, a.poses, a.smpl_model, cfg,
                           a.shard, a.num_shards, progress=not a.no_progress)
     if path is None:

@@ -1,13 +1,7 @@
-"""Pixel assignment, blending weights, warping and source loading of stitched synthesis.
+"""Blending weights, warping and source loading of stitched synthesis.
 
-Assignment (kinematically constrained): the query's 2D skeleton is cut into owned pieces.
-Every COCO limb segment is split at its midpoint and each half belongs to the slot of the
-keypoint at its end (a hand piece extends the forearm past the wrist); the torso quadrilateral
-(shoulders, hips), its sides and the lower neck belong to the torso slot. A pixel within a
-limb's thickness of one or more pieces takes the front-most of them by the query's 3D depth
-(an arm in front of the torso wins over it, one behind loses); other pixels take the nearest
-piece within ``radius``; pixels farther away belong to the torso slot, so the background
-comes from one source.
+The slot label of every output pixel comes from an assignment rule of
+:mod:`synthesis.stitch_assign`.
 
 Blending: slots choosing the same source with the same alignment share a layer; the weight of
 layer u at a pixel is the fraction of pixels labelled u in a ``blend`` x ``blend`` box around
@@ -32,103 +26,16 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_util
 
-from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from densepose_ext.body.parts import FINE_TO_COARSE
 
-from .stitch_index import TORSO_KEYPOINTS, TORSO_SLOT, SourcePoolError
+from .stitch_assign import HAND_EXTENSION
+from .stitch_index import TORSO_KEYPOINTS, SourcePoolError
 
 DP_FRAME = 256  # side of the DensePose-COCO box frame
 
-__all__ = ["SLOT_PARTS", "skeleton_pieces", "assign_pixels", "blend_weights", "to_pixel_index_affine",
-           "warp_source", "layer_rois", "fill_holes", "WarpedSource", "composite", "distinct_layers",
-           "SourceRasters", "SourceLoader", "box_frame_to_image", "skeleton_part_map"]
-
-_KP = {n: i for i, n in enumerate(COCO_KEYPOINT_NAMES)}
-HAND_EXTENSION = 0.35  # hand piece length as a fraction of the forearm
-_TORSO_EDGES = {frozenset((a, b)) for a, b in zip(TORSO_KEYPOINTS, TORSO_KEYPOINTS[1:] + TORSO_KEYPOINTS[:1])}
-
-
-def skeleton_pieces(kps: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Owned segments of a skeleton given as (17,D) points (x, y[, depth]): start (M,D),
-    end (M,D), owner slot (M,)."""
-    kps = np.asarray(kps, dtype=np.float64)
-    a, b, owner = [], [], []
-    for i, j in COCO_SKELETON:
-        i, j = i - 1, j - 1
-        if frozenset((i, j)) in _TORSO_EDGES:
-            a.append(kps[i]), b.append(kps[j]), owner.append(TORSO_SLOT)
-            continue
-        mid = 0.5 * (kps[i] + kps[j])
-        a += [kps[i], mid]
-        b += [mid, kps[j]]
-        owner += [i, j]
-    for wrist, elbow in (("left_wrist", "left_elbow"), ("right_wrist", "right_elbow")):
-        w, e = kps[_KP[wrist]], kps[_KP[elbow]]
-        a.append(w), b.append(w + HAND_EXTENSION * (w - e)), owner.append(_KP[wrist])
-    # neck: from the shoulders' midpoint (torso) to the nose (head)
-    neck = 0.5 * (kps[_KP["left_shoulder"]] + kps[_KP["right_shoulder"]])
-    nose = kps[_KP["nose"]]
-    mid = 0.5 * (neck + nose)
-    a += [neck, mid]
-    b += [mid, nose]
-    owner += [TORSO_SLOT, _KP["nose"]]
-    return np.asarray(a), np.asarray(b), np.asarray(owner, dtype=np.int64)
-
-
-def assign_pixels(kps: np.ndarray, height: int, width: int, radius: float, thickness: float,
-                  depth: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """(H,W) slot label of every pixel for (17,2) query keypoints (continuous coordinates), and
-    the (H,W) bool map of pixels covered by the query body (within ``thickness`` of a piece or
-    inside the torso).
-
-    A pixel within ``thickness`` of one or more pieces (or inside the torso quadrilateral)
-    takes the front-most of them by the keypoints' camera ``depth`` (17,) (an arm in front of
-    the torso wins there, one behind it loses; without depths: the nearest); else the nearest
-    piece within ``radius``; else the torso slot. Head pieces are 1.6x as thick.
-    """
-    z = np.zeros(len(kps)) if depth is None else np.asarray(depth, dtype=np.float64)
-    pts = np.concatenate([np.asarray(kps, dtype=np.float64)[:, :2], z[:, None]], 1)
-    a, b, owner = skeleton_pieces(pts)
-    head = owner < _KP["left_shoulder"]
-    near_d2 = np.full((height, width), np.inf, np.float32)
-    near_lab = np.full((height, width), TORSO_SLOT, np.int64)
-    front_z = np.full((height, width), np.inf, np.float32)
-    front_lab = np.full((height, width), -1, np.int64)
-    front_d2 = np.full((height, width), np.inf, np.float32)
-    reach = max(radius, 1.6 * thickness)
-    for m in range(len(a)):
-        lo = np.floor(np.minimum(a[m, :2], b[m, :2]) - reach).astype(int)
-        hi = np.ceil(np.maximum(a[m, :2], b[m, :2]) + reach).astype(int)
-        x0, y0 = max(lo[0], 0), max(lo[1], 0)
-        x1, y1 = min(hi[0], width), min(hi[1], height)
-        if x0 >= x1 or y0 >= y1:
-            continue
-        px = np.arange(x0, x1, dtype=np.float32)[None, :] + 0.5 - np.float32(a[m, 0])
-        py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5 - np.float32(a[m, 1])
-        dx, dy = np.float32(b[m, 0] - a[m, 0]), np.float32(b[m, 1] - a[m, 1])
-        t = np.clip((px * dx + py * dy) / max(dx * dx + dy * dy, 1e-12), 0.0, 1.0)
-        d2 = (px - t * dx) ** 2 + (py - t * dy) ** 2
-        zz = np.float32(a[m, 2]) + t * np.float32(b[m, 2] - a[m, 2])
-        win = (slice(y0, y1), slice(x0, x1))
-        closer = d2 < near_d2[win]
-        near_d2[win] = np.where(closer, d2, near_d2[win])
-        near_lab[win] = np.where(closer, owner[m], near_lab[win])
-        thick = thickness * (1.6 if head[m] else 1.0)
-        fz, fd2 = front_z[win], front_d2[win]
-        # in front, or (nearly) level and nearer in the image
-        wins = (d2 <= thick * thick) & ((zz < fz - 1e-6) | ((np.abs(zz - fz) <= 1e-6) & (d2 < fd2)))
-        front_z[win] = np.where(wins, zz, fz)
-        front_d2[win] = np.where(wins, d2, fd2)
-        front_lab[win] = np.where(wins, owner[m], front_lab[win])
-    torso = np.zeros((height, width), np.uint8)
-    quad = pts[list(TORSO_KEYPOINTS), :2] - 0.5  # to pixel-index coordinates
-    cv2.fillPoly(torso, [np.round(quad * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
-    torso_z = np.float32(pts[list(TORSO_KEYPOINTS), 2].mean())
-    in_torso = (torso > 0) & ((front_lab < 0) | (torso_z < front_z))
-    front_lab[in_torso] = TORSO_SLOT
-    label = np.where(near_d2 <= radius * radius, near_lab, TORSO_SLOT)
-    covered = front_lab >= 0
-    return np.where(covered, front_lab, label), covered
+__all__ = ["SLOT_PARTS", "blend_weights", "to_pixel_index_affine", "warp_source", "layer_rois",
+           "fill_holes", "WarpedSource", "composite", "distinct_layers", "SourceRasters", "SourceLoader",
+           "box_frame_to_image", "skeleton_part_map"]
 
 
 def blend_weights(labels: np.ndarray, num_labels: int, size: int) -> np.ndarray:

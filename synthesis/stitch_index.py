@@ -35,7 +35,7 @@ import numpy as np
 from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 
 __all__ = ["SLOT_NAMES", "NUM_SLOTS", "TORSO_SLOT", "NEIGHBOURHOODS", "CENTRES", "SourcePoolError",
-           "SourcePool", "load_source_pool", "LocalPoseIndex", "Matches", "local_distance"]
+           "SourcePool", "load_source_pool", "LocalPoseIndex", "Matches", "local_distance", "match_misfit"]
 
 NUM_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
 #: slots: one per COCO keypoint plus the torso (which also supplies pixels far from the body)
@@ -199,6 +199,21 @@ class Matches:
     distance: np.ndarray
     transform: np.ndarray
     fallback: np.ndarray
+
+
+def match_misfit(query: np.ndarray, matches: Matches) -> np.ndarray:
+    """(S,) per slot, the RMS distance in pixels between the chosen source's aligned
+    neighbourhood keypoints and the query's (17,2): ``sqrt(distance * |y|^2 / k)``, since the
+    distance is the residual over the query neighbourhood's centred sum of squares |y|^2. A
+    fallback slot (no candidate) counts as explaining nothing (distance 1)."""
+    q = np.asarray(query, dtype=np.float64)
+    out = np.zeros(NUM_SLOTS)
+    for s, idx in enumerate(NEIGHBOURHOODS):
+        y = q[list(idx)]
+        spread = ((y - y.mean(0)) ** 2).sum() / len(idx)
+        d = 1.0 if matches.fallback[s] or not np.isfinite(matches.distance[s]) else float(matches.distance[s])
+        out[s] = np.sqrt(min(max(d, 0.0), 1.0) * spread)
+    return out
 
 
 def _complex(points: np.ndarray) -> np.ndarray:

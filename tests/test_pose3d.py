@@ -131,6 +131,18 @@ def test_classes_file_round_trip_and_checks(classes_file, mini_poses, tmp_path):
     assert p["mirror"] and p["num_points"] == 2 * len(mini_poses)
     assert classes.nominal_scale == pytest.approx(float(body_scale(torch.as_tensor(mini_poses))
                                                         .mean()))
+    # the mean pose: mean of the normalised poses and their mirror images (root at the origin)
+    both = torch.as_tensor(mini_poses)
+    expected = normalize_poses(torch.cat([both, mirror_poses(both)]))[0].mean(0).numpy()
+    np.testing.assert_allclose(classes.mean_pose, expected, atol=1e-6)
+    np.testing.assert_allclose(classes.mean_pose_metres()[0], 0.0, atol=1e-7)
+    assert p["quantisation_mpjpe_mm"] < p["mean_pose_mpjpe_mm"]  # K classes beat one mean
+    # a file without a mean pose (written before it existed) still loads
+    old = PoseClasses(classes.centres, classes.nominal_scale, provenance=p)
+    old.save(tmp_path / "old.npz")
+    loaded = PoseClasses.load(tmp_path / "old.npz")
+    assert loaded.mean_pose is None and loaded.mean_pose_metres() is None
+    assert loaded.digest == classes.digest
     # same inputs -> same classes; the file is what the builder gives
     built = build_pose_classes(mini_poses.astype(np.float32), K, seed=0)  # as read from json
     np.testing.assert_array_equal(built.centres, classes.centres)
@@ -264,7 +276,7 @@ def test_mpjpe_known_answers(classes_file, mini_poses):
     classes = PoseClasses.load(classes_file)
     gt_joints = mini_poses[:2]
     boxes = np.array([[0, 0, 50, 100], [60, 0, 110, 100]], float)
-    gt = {1: {"boxes": boxes, "joints": gt_joints}}
+    gt = {1: {"boxes": boxes, "joints": gt_joints, "ids": [101, 102]}}
     gt_class = classes.nearest(gt_joints)[0].numpy()
     topk = np.stack([gt_class, (gt_class + 1) % K], axis=1)
 
@@ -278,6 +290,9 @@ def test_mpjpe_known_answers(classes_file, mini_poses):
     to_nominal = classes.nominal_scale / body_scale(torch.as_tensor(rel)).numpy()[:, None, None]
     perfect = run(gt_joints)
     assert perfect["mpjpe"] == pytest.approx(0, abs=1e-9)
+    assert list(perfect["per_person"]) == ["101", "102"]  # keyed by GT annotation id
+    assert all(p["detected"] and p["image_id"] == 1 and p["mpjpe"] == pytest.approx(0, abs=1e-9)
+               for p in perfect["per_person"].values())
     # scale-normalised: the GT is taken at the nominal body size, the prediction as it is
     size_error = np.linalg.norm(rel * (1 - to_nominal), axis=-1).mean() * 1000
     assert perfect["mpjpe_scale_norm"] == pytest.approx(size_error, rel=1e-6)
@@ -295,12 +310,22 @@ def test_mpjpe_known_answers(classes_file, mini_poses):
     # the class-centre poses: MPJPE equals the oracle's; top-5 but not top-1 with shifted ranks
     centres = run(classes.poses(gt_class), topk=topk[:, ::-1])
     assert centres["mpjpe"] == pytest.approx(centres["mpjpe_oracle"], rel=1e-6)
+    for p in centres["per_person"].values():
+        assert p["mpjpe"] == pytest.approx(p["mpjpe_oracle"], rel=1e-6)
+    # the mean training pose for everyone: the mean-pose baseline, per person and overall
+    mean = run(np.stack([classes.mean_pose_metres()] * 2) + 2.0)
+    expected = np.linalg.norm(classes.mean_pose_metres()[None] - rel, axis=-1).mean(1) * 1000
+    assert mean["mpjpe"] == pytest.approx(mean["mpjpe_mean_pose"], rel=1e-6)
+    assert mean["mpjpe_mean_pose"] == pytest.approx(expected.mean(), rel=1e-6)
+    assert [p["mpjpe_mean_pose"] for p in mean["per_person"].values()] == pytest.approx(expected)
+    assert perfect["mpjpe_mean_pose"] == mean["mpjpe_mean_pose"]  # it does not depend on the model
     assert centres["mpjpe_scale_norm"] == pytest.approx(centres["mpjpe_oracle_scale_norm"],
                                                         rel=1e-6)
     assert centres["top1"] == 0 and centres["top5"] == 100
     # one GT person missed: recall 50 %, metrics on the matched one
     half = run(gt_joints[:1], det_boxes=boxes[:1])
     assert half["recall"] == 50 and half["num_matched"] == 1 and half["mpjpe"] == pytest.approx(0)
+    assert half["per_person"]["102"] == {"image_id": 1, "detected": False}
     # no detection matches: recall 0, errors undefined (NaN), no crash
     none = run(gt_joints[:1], det_boxes=np.array([[200, 200, 210, 210]], float))
     assert none["recall"] == 0 and none["num_matched"] == 0 and np.isnan(none["mpjpe"])
@@ -315,6 +340,11 @@ def test_mpjpe_known_answers(classes_file, mini_poses):
              "poses": gt_joints[:1], "topk": np.zeros((1, 5), np.int64)}]
     mixed = evaluate_pose3d(gt, pred, classes)
     assert mixed["num_gt"] == 4 and mixed["recall"] == 50 and mixed["mpjpe"] == pytest.approx(0)
+    # records without ids are keyed <image id>/<index>; a repeated id is an error
+    assert list(mixed["per_person"]) == ["101", "102", "2/0", "2/1"]
+    gt[2]["ids"] = [101, 7]
+    with pytest.raises(ValueError, match="annotation id=101 occurs twice"):
+        evaluate_pose3d(gt, pred[:2], classes)
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -326,7 +356,8 @@ def test_train_net_two_iterations_reports_pose3d_metrics(tmp_path):
          "DATASETS.TEST", '("densepose_embedded_mini",)',
          "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MIN_SIZE_TEST", "128",
          "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0", "SOLVER.MAX_ITER", "2",
-         "MODEL.ROI_POSE3D_HEAD.NUM_CLASSES", str(K), "OUTPUT_DIR", str(out)],
+         "MODEL.ROI_POSE3D_HEAD.NUM_CLASSES", str(K), "OUTPUT_DIR", str(out),
+         "MODEL.WEIGHTS", ""],  # the pipeline, not the model zoo's backbone, is under test
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -337,5 +368,12 @@ def test_train_net_two_iterations_reports_pose3d_metrics(tmp_path):
     assert results["pose3d"]["num_gt"] == 38
     metrics = json.loads(next(out.glob("inference/*/pose3d_metrics.json")).read_text())
     assert metrics["headline"] == "mpjpe" and metrics["classes"]["k"] == K
+    assert "mpjpe_mean_pose" in results["pose3d"]
+    persons = json.loads(next(out.glob("inference/*/pose3d_per_person.json")).read_text())
+    mini_ids = {str(a["id"]) for a in json.loads((MINI / "annotations.json").read_text())["annotations"]}
+    assert set(persons["persons"]) == mini_ids and persons["classes_digest"] == metrics["classes"]["digest"]
+    detected = [p for p in persons["persons"].values() if p["detected"]]
+    assert len(detected) == results["pose3d"]["num_matched"]
+    assert all(p["mpjpe"] > 0 and p["mpjpe_oracle"] > 0 for p in detected)
     records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     assert any("loss_pose3d" in r for r in records)

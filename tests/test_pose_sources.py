@@ -1,5 +1,6 @@
 """3D pose sources: .npz sequences (round trip, clear errors), procedural motions within the
-joint limits, random poses, posing through smplx into SMPL joints and COCO keypoints."""
+joint limits, their training / held-out split, random poses, posing through smplx into SMPL
+joints and COCO keypoints."""
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -9,16 +10,22 @@ from densepose_ext.body.pose import JOINT_LIMITS, JOINT_NAMES, pose_to_euler
 from synthesis.pose_sources import (
     MOTIONS,
     POSE_SOURCES,
+    SAME_POSE_DEG,
+    TEST_MOTIONS,
+    TRAIN_MOTIONS,
     PoseSequence,
     PoseSourceError,
     RandomPoseSource,
     SMPLPoser,
     SequencePoseSource,
     estimate_up_axis,
+    held_out_sequences,
     load_pose_npz,
     motion_sequence,
+    pose_distance_deg,
     resolve_pose_source,
     save_pose_npz,
+    shared_frames,
     write_motion_set,
 )
 
@@ -94,7 +101,8 @@ def test_write_motion_set(tmp_path):
 
 
 def test_resolve_names_and_errors(tmp_path):
-    assert set(MOTIONS) < set(POSE_SOURCES) and {"motions", "random"} < set(POSE_SOURCES)
+    assert set(MOTIONS) < set(POSE_SOURCES)
+    assert {"motions", "motions_train", "motions_test", "random"} < set(POSE_SOURCES)
     assert resolve_pose_source(None).describe() == resolve_pose_source("motions").describe()
     assert isinstance(resolve_pose_source("random"), RandomPoseSource)
     with pytest.raises(PoseSourceError, match="no_such_thing"):
@@ -104,8 +112,45 @@ def test_resolve_names_and_errors(tmp_path):
         resolve_pose_source(tmp_path / "empty")
 
 
+def test_pose_distance_is_the_largest_joint_rotation():
+    a = np.zeros((1, 72))
+    b = np.zeros((2, 72))
+    b[0, 3 * JOINT_NAMES.index("left_knee")] = np.deg2rad(30.0)  # one joint turned 30 degrees
+    b[1, 3 * JOINT_NAMES.index("left_knee") + 1] = np.deg2rad(20.0)
+    b[1, 3 * JOINT_NAMES.index("neck") + 2] = np.deg2rad(-45.0)
+    b[:, :3] = 1.0  # the root orientation does not count
+    np.testing.assert_allclose(pose_distance_deg(a, b), [[30.0, 45.0]], atol=1e-6)
+
+
+def test_motion_split_holds_out_actions_and_frames():
+    train, test = resolve_pose_source("motions_train"), resolve_pose_source("motions_test")
+    assert [s.name for s in train.sequences] == list(TRAIN_MOTIONS)
+    assert [s.name for s in test.sequences] == list(TEST_MOTIONS)
+    assert not set(TRAIN_MOTIONS) & set(TEST_MOTIONS) and set(TRAIN_MOTIONS) | set(TEST_MOTIONS) == set(MOTIONS)
+    assert train.num_frames == sum(len(motion_sequence(n)) for n in TRAIN_MOTIONS)
+    # squat starts standing, as sit and bend do: those frames are not held out
+    squat = motion_sequence("squat")
+    assert pose_distance_deg(squat.poses[:1], motion_sequence("sit").poses[:1])[0, 0] < 1e-3
+    kept = next(s for s in test.sequences if s.name == "squat")
+    assert 0 < len(kept) < len(squat) and 0 not in kept.frame_ids
+    np.testing.assert_array_equal(kept.poses, squat.poses[kept.frame_ids])  # frames keep their number
+    assert all(len(s) == len(motion_sequence(s.name)) for s in test.sequences if s.name != "squat")
+    # no held-out frame is within SAME_POSE_DEG of a training frame; all of motions overlaps
+    assert shared_frames(test, train) == [] and shared_frames(train, test) == []
+    test_poses, test_tags = test.frames()
+    train_poses, _ = train.frames()
+    assert pose_distance_deg(test_poses, train_poses).min() >= SAME_POSE_DEG
+    everything = shared_frames(resolve_pose_source("motions"), train)
+    assert len(everything) == train.num_frames + len(squat) - len(kept)
+    # sampled tags name the original frame
+    tags = {test.sample(np.random.default_rng(i)).tag for i in range(50)}
+    assert tags <= set(test_tags) and all(t.split(":")[0] in TEST_MOTIONS for t in tags)
+    with pytest.raises(PoseSourceError, match="'walk': every frame repeats a training pose"):
+        held_out_sequences([motion_sequence("walk")], [motion_sequence("walk")])
+
+
 def test_sources_are_deterministic_per_generator():
-    for name in ("motions", "random"):
+    for name in ("motions", "motions_test", "random"):
         src = resolve_pose_source(name)
         a = src.sample(np.random.default_rng([3, 4]))
         b = src.sample(np.random.default_rng([3, 4]))

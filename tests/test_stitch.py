@@ -1,6 +1,7 @@
-"""Stitched synthesis: the query projection, per-joint best matches (against brute force),
-blending weights, single-source pixels, DensePose transfer, determinism, sharding, resumption,
-clear errors and dataset registration. Sources: the embedded mini split or tiny synthetic pools."""
+"""Stitched synthesis: the query projection, per-joint best matches (against brute force), the
+geometric and match-quality pixel assignments, blending weights, single-source pixels,
+DensePose transfer, determinism, sharding, resumption, clear errors and dataset registration.
+Sources: the embedded mini split or tiny synthetic pools."""
 import json
 from pathlib import Path
 
@@ -9,17 +10,22 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from pycocotools import mask as mask_util
 
-from synthesis.pose_sources import SMPLPoser, resolve_pose_source
+from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES
+from synthesis.pose_sources import TRAIN_MOTIONS, SMPLPoser, resolve_pose_source
 from synthesis.stitch import StitchConfig, Stitcher, StitchParamsMismatch, main, make_records, stitch_dataset
-from synthesis.stitch_blend import assign_pixels, blend_weights
+from synthesis.stitch_assign import assign_by_match, assign_geometric
+from synthesis.stitch_blend import blend_weights
 from synthesis.stitch_index import (
     CENTRES,
     NEIGHBOURHOODS,
     NUM_SLOTS,
     TORSO_SLOT,
     LocalPoseIndex,
+    Matches,
     SourcePoolError,
     load_source_pool,
+    local_distance,
+    match_misfit,
 )
 from synthesis.stitched_datasets import register_all_stitched, register_stitched
 
@@ -94,10 +100,14 @@ def test_person_fills_most_of_the_frame(stitcher):
 # ------------------------------------------------------------------------------- search
 
 
+#: an upright 2D skeleton (COCO order), left-right symmetric about x = 0
+BASE = np.array([[0, -70], [-5, -75], [5, -75], [-12, -72], [12, -72], [-25, -50], [25, -50], [-35, -20],
+                 [35, -20], [-40, 10], [40, 10], [-15, 10], [15, 10], [-17, 50], [17, 50], [-18, 90],
+                 [18, 90]], dtype=np.float64)
+
+
 def _synthetic_pool(rng, n):
-    base = np.array([[0, -70], [-5, -75], [5, -75], [-12, -72], [12, -72], [-25, -50], [25, -50], [-35, -20],
-                     [35, -20], [-40, 10], [40, 10], [-15, 10], [15, 10], [-17, 50], [17, 50], [-18, 90],
-                     [18, 90]], dtype=np.float64)
+    base = BASE
     ang = rng.normal(0, 0.6, n)
     sc = rng.uniform(0.5, 1.5, n)
     c, s = np.cos(ang) * sc, np.sin(ang) * sc
@@ -188,13 +198,94 @@ def test_blending_weights_are_a_partition_of_unity(result):
 
 
 def test_assignment_is_kinematic(result):
-    """A pixel on a limb takes that limb's joints, pixels far from the body the torso."""
+    """A pixel on a limb takes that limb's joints, pixels far from the body the torso (both rules)."""
     kp = result.keypoints_2d
-    labels, covered = assign_pixels(kp, 256, 256, radius=20.0, thickness=8.0)
+    misfit = match_misfit(kp, result.matches)
+    geometric = assign_geometric(kp, 256, 256, radius=20.0, thickness=8.0)
+    match = assign_by_match(kp, 256, 256, radius=20.0, thickness=8.0, misfit=misfit)
     mid_forearm = 0.5 * (kp[7] + kp[9])  # left elbow - left wrist
-    assert labels[int(mid_forearm[1]), int(mid_forearm[0])] in (7, 9)
-    assert labels[0, 0] == TORSO_SLOT or np.hypot(*(kp - 0.5).min(0)) < 20
-    assert covered[int(mid_forearm[1]), int(mid_forearm[0])]
+    for labels, covered in (geometric, match):
+        assert labels[int(mid_forearm[1]), int(mid_forearm[0])] in (7, 9)
+        assert labels[0, 0] == TORSO_SLOT or np.hypot(*(kp - 0.5).min(0)) < 20
+        assert covered[int(mid_forearm[1]), int(mid_forearm[0])]
+    np.testing.assert_array_equal(match[1], geometric[1])  # the query body is the query body
+    # perfectly matched sources everywhere, the geometric rule's depth tolerance: the rules agree
+    same = assign_by_match(kp, 256, 256, radius=20.0, thickness=8.0, misfit=np.zeros(NUM_SLOTS), level=1e-6)
+    np.testing.assert_array_equal(same[0], geometric[0])
+
+
+def _misfit(**slots):
+    out = np.ones(NUM_SLOTS)
+    for name, value in slots.items():
+        out[COCO_KEYPOINT_NAMES.index(name)] = value
+    return out
+
+
+def test_match_assignment_gives_the_tie_to_the_better_match():
+    """A pixel between the knees, equally near both lower legs (outside their thickness)."""
+    kp = BASE + [128.5, 128.0]  # symmetric about the centre of pixel column 128
+    row, col = 190, 128
+    geo = [assign_geometric(kp, 256, 256, 30.0, 8.0, misfit=m)[0][row, col]
+           for m in (_misfit(left_knee=6.0), _misfit(right_knee=6.0))]
+    left, right = COCO_KEYPOINT_NAMES.index("left_knee"), COCO_KEYPOINT_NAMES.index("right_knee")
+    assert geo == [left, left]  # a tie goes to the first piece whatever the match quality
+    assert assign_by_match(kp, 256, 256, 30.0, 8.0, misfit=_misfit(left_knee=6.0))[0][row, col] == right
+    assert assign_by_match(kp, 256, 256, 30.0, 8.0, misfit=_misfit(right_knee=6.0))[0][row, col] == left
+    # nearer the left lower leg (13.5 vs 21.5 px), but its sources misfit by 20 px: they cede the pixel
+    col = 124
+    assert assign_geometric(kp, 256, 256, 30.0, 8.0)[0][row, col] == left
+    poor = _misfit(left_knee=20.0, left_ankle=20.0)
+    assert assign_by_match(kp, 256, 256, 30.0, 8.0, misfit=poor)[0][row, col] == right
+    assert assign_by_match(kp, 256, 256, 30.0, 8.0, misfit=_misfit(left_knee=5.0))[0][row, col] == left
+
+
+def test_match_assignment_keeps_the_occlusion_order():
+    """A left forearm across the torso: in front, it keeps its pixels however badly matched;
+    behind, the torso covers it under both rules."""
+    kp = BASE + [128.0, 128.0]
+    kp[COCO_KEYPOINT_NAMES.index("left_wrist")] = [128.0, 128.0]
+    x, y = (0.25 * kp[7] + 0.75 * kp[9]).astype(int)  # on the forearm, inside the torso
+    wrist = COCO_KEYPOINT_NAMES.index("left_wrist")
+    bad = _misfit(left_wrist=50.0, left_elbow=50.0)
+    for arm_depth, expected in ((2.0, wrist), (4.0, TORSO_SLOT)):
+        depth = np.full(17, 3.0)
+        depth[[7, 9]] = arm_depth
+        assert assign_geometric(kp, 256, 256, 30.0, 8.0, depth)[0][y, x] == expected
+        assert assign_by_match(kp, 256, 256, 30.0, 8.0, depth, misfit=bad)[0][y, x] == expected
+
+
+def test_misfit_is_the_rms_pixel_residual_of_the_alignment():
+    rng = np.random.default_rng(5)
+    query = BASE * 1.3 + 128 + rng.normal(0, 3, (17, 2))
+    source = BASE + 60 + rng.normal(0, 3, (17, 2))
+    distance = np.zeros(NUM_SLOTS)
+    for s, idx in enumerate(NEIGHBOURHOODS):
+        distance[s] = local_distance(source[list(idx)], query[list(idx)], np.pi)[0]
+    fallback = np.zeros(NUM_SLOTS, bool)
+    fallback[3] = True
+    misfit = match_misfit(query, Matches(np.zeros(NUM_SLOTS, np.int64), distance, np.zeros((NUM_SLOTS, 2, 3)),
+                                         fallback))
+    for s, idx in enumerate(NEIGHBOURHOODS):
+        src, q = source[list(idx)], query[list(idx)]
+        if s == 3:  # no candidate: the whole spread of the query neighbourhood
+            assert misfit[s] == pytest.approx(np.sqrt(((q - q.mean(0)) ** 2).sum(1).mean()))
+            continue
+        _, a = local_distance(src, q, np.pi)
+        z = (src[:, 0] + 1j * src[:, 1] - (src[:, 0] + 1j * src[:, 1]).mean()) * a + (q[:, 0] + 1j * q[:, 1]).mean()
+        rms = np.sqrt(np.mean(np.abs(z - (q[:, 0] + 1j * q[:, 1])) ** 2))
+        assert misfit[s] == pytest.approx(rms, rel=1e-6) and 0 < rms < 10
+
+
+def test_assignment_rule_is_a_stitch_parameter(stitcher, result):
+    geometric = Stitcher(stitcher.pool, stitcher.poses, stitcher.poser, StitchConfig(assignment="geometric"))
+    other = geometric.stitch(3, SEED)
+    assert other.query.tag == result.query.tag  # same query, camera and sources
+    np.testing.assert_array_equal(other.keypoints_2d, result.keypoints_2d)
+    np.testing.assert_array_equal(other.matches.source, result.matches.source)
+    assert stitcher.config.assignment == "match"
+    assert geometric.params(SEED)["config"]["assignment"] == "geometric"
+    with pytest.raises(ValueError, match="unknown pixel assignment 'nearest'"):
+        Stitcher(stitcher.pool, stitcher.poses, stitcher.poser, StitchConfig(assignment="nearest"))
 
 
 def test_pixel_far_from_seams_takes_one_source(result, stitcher):
@@ -322,6 +413,8 @@ def test_cli_and_dataset_registration(mini, tmp_path, monkeypatch):
                  "--seed", "1", "--no-progress"]) == 0
     coco = json.loads((out / "annotations.json").read_text())
     assert len(coco["images"]) == 2 and coco["info"]["body_model"] == "embedded"
+    assert coco["info"]["config"]["assignment"] == "match"
+    assert coco["annotations"][0]["stitch"]["query"].split(":")[0] in TRAIN_MOTIONS  # default queries
     assert {"joints_3d", "keypoints_3d", "smpl", "dp_x", "segmentation"} <= set(coco["annotations"][0])
     assert register_all_stitched(tmp_path) == ["stitched_demo"]
     dicts = DatasetCatalog.get("stitched_demo")
@@ -366,9 +459,10 @@ def test_plain_coco_keypoint_sources(mini, tmp_path):
     write_motion_set(tmp_path / "poses", ["wave"])
     out = tmp_path / "out"
     assert main(["--sources", str(src), "--out", str(out), "--num-images", "2", "--poses",
-                 str(tmp_path / "poses" / "wave.npz"), "--no-progress"]) == 0
+                 str(tmp_path / "poses" / "wave.npz"), "--assignment", "geometric", "--no-progress"]) == 0
     coco = json.loads((out / "annotations.json").read_text())
     ann = coco["annotations"][0]
+    assert coco["info"]["config"]["assignment"] == "geometric"
     assert coco["info"]["body_model"] == "official" and ann["stitch"]["query"].startswith("wave:")
     assert "dp_x" not in ann and not (out / "dense").exists() and ann["area"] > 1000
 

@@ -71,10 +71,11 @@ EMBEDDED_SPLITS: Dict[str, EmbeddedSplit] = {
     "densepose_embedded_train": EmbeddedSplit("train", num_images=1200, seed=1),
     "densepose_embedded_val": EmbeddedSplit("val", num_images=200, seed=2),
     "densepose_embedded_mini": EmbeddedSplit("mini", num_images=16, seed=3),
-    # people in poses of the procedural MoCap motion set (walk, sit, squat, ...), which the
-    # random poses of the splits above rarely take: a test set of unseen poses
+    # people in poses of the held-out actions of the procedural MoCap motion set (run, squat,
+    # wave; synthesis.pose_sources.TEST_MOTIONS), which neither the random poses of the splits
+    # above nor the stitching queries (motions_train) show: a test set of unseen poses
     "densepose_embedded_mocap_test": EmbeddedSplit("mocap_test", num_images=200, seed=4,
-                                                   poses="motions"),
+                                                   poses="motions_test"),
     # the model zoo's pretraining set (MODEL_ZOO.md): its own seed, person boxes, masks and
     # keypoints only, so that DensePose is learned from densepose_embedded_train alone
     "coco_person_embedded_pretrain": EmbeddedSplit("pretrain", num_images=4000, seed=5,

@@ -4,7 +4,9 @@ A class is a centre of the normalised pose space of :mod:`.joints` (root-centred
 the mean bone length; viewpoint kept unless ``align_yaw``). The class of a person is the
 nearest centre of its normalised pose; a class turns back into a pose in metres by the nominal
 scale (the training persons' mean bone length). Poses of horizontally flipped images are
-included (``mirror``) when training flips images, so every class has its mirror image.
+included (``mirror``) when training flips images, so every class has its mirror image. The
+file also keeps the mean of the same normalised training poses: the "mean pose" baseline
+predicts it for every person.
 
 Command line (builds the classes of registered datasets; ``-m
 densepose_ext.modeling.pose3d.classes`` runs the same code)::
@@ -60,12 +62,14 @@ _BUILD_KEYS = ("datasets", "k", "seed", "mirror", "align_yaw", "max_iter")
 
 @dataclass
 class PoseClasses:
-    """K class centres (K, 24, 3) in the normalised frame, with what is needed to use them."""
+    """K class centres (K, 24, 3) in the normalised frame, with what is needed to use them;
+    ``mean_pose`` (24, 3): the mean normalised training pose (None in files that predate it)."""
 
     centres: np.ndarray
     nominal_scale: float
     align_yaw: bool = False
     provenance: Dict = field(default_factory=dict)
+    mean_pose: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.centres = np.ascontiguousarray(self.centres, dtype=np.float32)
@@ -74,6 +78,11 @@ class PoseClasses:
                              f"got {self.centres.shape}")
         if not (np.isfinite(self.centres).all() and self.nominal_scale > 0):
             raise ValueError("class centres must be finite and the nominal scale positive")
+        if self.mean_pose is not None:
+            self.mean_pose = np.ascontiguousarray(self.mean_pose, dtype=np.float32)
+            if self.mean_pose.shape != (NUM_JOINTS, 3) or not np.isfinite(self.mean_pose).all():
+                raise ValueError(f"the mean pose must be finite with shape ({NUM_JOINTS}, 3), "
+                                 f"got {self.mean_pose.shape}")
         self.nominal_scale = float(self.nominal_scale)
         self.align_yaw = bool(self.align_yaw)
 
@@ -107,13 +116,19 @@ class PoseClasses:
         """Class poses (..., 24, 3) in metres (centres times the nominal scale)."""
         return self.centres[np.asarray(index)] * self.nominal_scale
 
+    def mean_pose_metres(self) -> Optional[np.ndarray]:
+        """The mean training pose (24, 3) in metres at the nominal scale, None if unknown."""
+        return None if self.mean_pose is None else self.mean_pose * self.nominal_scale
+
     # ------------------------------------------------------------------ files
     def save(self, path) -> None:
-        """Write an npz (atomically): centres, nominal_scale, align_yaw, joint_names and the
-        provenance as json."""
+        """Write an npz (atomically): centres, nominal_scale, align_yaw, joint_names, the
+        provenance as json and, when known, the mean pose."""
+        extra = {} if self.mean_pose is None else {"mean_pose": self.mean_pose}
         with atomic_write(path, "wb") as f:
             np.savez(
                 f,
+                **extra,
                 centres=self.centres,
                 nominal_scale=np.float64(self.nominal_scale),
                 align_yaw=np.bool_(self.align_yaw),
@@ -139,7 +154,8 @@ class PoseClasses:
                     raise ValueError("joint names differ from the 24 SMPL joints")
                 return cls(centres=data["centres"], nominal_scale=float(data["nominal_scale"]),
                            align_yaw=bool(data["align_yaw"]),
-                           provenance=json.loads(str(data["provenance"])))
+                           provenance=json.loads(str(data["provenance"])),
+                           mean_pose=data["mean_pose"] if "mean_pose" in data.files else None)
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: pose class file not found") from None
         except (KeyError, ValueError, OSError) as e:
@@ -150,8 +166,9 @@ def build_pose_classes(poses: np.ndarray, k: int, seed: int = 0, mirror: bool = 
                        align_yaw: bool = False, max_iter: int = 100,
                        provenance: Optional[Dict] = None) -> PoseClasses:
     """K-means classes of camera-frame poses (N, 24, 3) (with their mirror images if
-    ``mirror``). The provenance records the inputs and the fit (inertia, iterations, the
-    training poses' mean distance to their centre in mm at the nominal scale)."""
+    ``mirror``), and the mean of the same normalised poses. The provenance records the inputs
+    and the fit (inertia, iterations, the training poses' mean distance to their centre in mm
+    at the nominal scale, and to the mean pose)."""
     poses = torch.as_tensor(np.asarray(poses), dtype=torch.float64)
     if poses.dim() != 3 or poses.shape[1:] != (NUM_JOINTS, 3) or len(poses) == 0:
         raise ValueError(f"poses must have shape (N>0, {NUM_JOINTS}, 3), got {tuple(poses.shape)}")
@@ -162,6 +179,8 @@ def build_pose_classes(poses: np.ndarray, k: int, seed: int = 0, mirror: bool = 
     x = normalize_poses(points, align_yaw)[0].reshape(len(points), -1)
     fit = kmeans(x, k, seed=seed, max_iter=max_iter)
     residual = (x - fit.centres[fit.assignments]).view(len(x), NUM_JOINTS, 3).norm(dim=-1)
+    mean = x.mean(dim=0)
+    spread = (x - mean).view(len(x), NUM_JOINTS, 3).norm(dim=-1)
     record = dict(provenance or {})
     record.update(
         k=int(k), seed=int(seed), mirror=bool(mirror), align_yaw=bool(align_yaw),
@@ -169,12 +188,13 @@ def build_pose_classes(poses: np.ndarray, k: int, seed: int = 0, mirror: bool = 
         inertia=fit.inertia, iterations=fit.iterations, converged=fit.converged,
         nominal_scale_m=nominal, scale_measure=SCALE_MEASURE,
         quantisation_mpjpe_mm=float(residual.mean()) * nominal * 1000.0,
+        mean_pose_mpjpe_mm=float(spread.mean()) * nominal * 1000.0,
         class_sizes_min_max=[int(c) for c in _min_max(torch.bincount(fit.assignments,
                                                                      minlength=k))],
     )
     centres = fit.centres.view(k, NUM_JOINTS, 3).float().numpy()
     return PoseClasses(centres=centres, nominal_scale=nominal, align_yaw=align_yaw,
-                       provenance=record)
+                       provenance=record, mean_pose=mean.view(NUM_JOINTS, 3).float().numpy())
 
 
 def _min_max(x: torch.Tensor) -> Tuple[int, int]:
@@ -289,7 +309,8 @@ def main(argv: Optional[Sequence[str]] = None) -> PoseClasses:
                   mirror=not args.no_mirror, align_yaw=args.align_yaw, max_iter=args.max_iter)
     if Path(args.out).is_file() and not args.force:
         existing = PoseClasses.load(args.out)
-        if all(existing.provenance.get(key) == wanted[key] for key in _BUILD_KEYS):
+        if existing.mean_pose is not None and all(
+                existing.provenance.get(key) == wanted[key] for key in _BUILD_KEYS):
             print(f"{args.out}: up to date ({existing.num_classes} classes); --force rebuilds")
             return existing
     classes = _build_from_datasets(args.dataset, args.k, args.seed, not args.no_mirror,
@@ -298,7 +319,7 @@ def main(argv: Optional[Sequence[str]] = None) -> PoseClasses:
     p = classes.provenance
     print(json.dumps({"out": str(args.out), **{k: p[k] for k in (
         "k", "num_poses", "num_points", "iterations", "converged", "nominal_scale_m",
-        "quantisation_mpjpe_mm", "class_sizes_min_max")}}, indent=2))
+        "quantisation_mpjpe_mm", "mean_pose_mpjpe_mm", "class_sizes_min_max")}}, indent=2))
     return classes
 
 
