@@ -1,13 +1,14 @@
 #!/usr/bin/env python
-"""The embedded end-to-end demo: train DensePose R-CNN on the rendered data, evaluate it
-against the untrained model, and draw its predictions.
+"""The embedded end-to-end demo: fine-tune DensePose R-CNN from the model zoo's pretrained
+backbone on the rendered data, evaluate it against its starting point, and draw its predictions.
 
     python tools/demo.py [--out output/demo] [--config-file C] [--opts KEY VALUE ...]
 
 Writes ``OUT/metrics.json`` (gps_ap, gpsm_ap, auc10, auc20, auc30, bbox_ap of the trained
-model, the same for the untrained one, and the training time), ``OUT/model/`` (checkpoints,
-metrics.json, tensorboard events) and ``OUT/overlays/`` (predictions on validation images).
-The embedded splits must exist (``make data``) or are rendered on first use.
+model, the same before training, i.e. the config's MODEL.WEIGHTS with an untrained DensePose
+head, and the training time), ``OUT/model/`` (checkpoints, metrics.json, tensorboard events)
+and ``OUT/overlays/`` (predictions on validation images). The embedded splits must exist
+(``make data``) or are rendered on first use.
 """
 import argparse
 import json
@@ -48,8 +49,7 @@ def main(argv=None) -> dict:
     run([*train_net, *args.opts, "OUTPUT_DIR", out / "model"])  # evaluates after training
     train_min = (time.perf_counter() - start) / 60  # training + its final evaluation
     weights = out / "model" / "model_final.pth"
-    run([*train_net, "--eval-only", *args.opts, "MODEL.WEIGHTS", "",
-         "OUTPUT_DIR", out / "eval_untrained"])
+    run([*train_net, "--eval-only", *args.opts, "OUTPUT_DIR", out / "eval_before_training"])
 
     from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: F401
 
@@ -61,7 +61,7 @@ def main(argv=None) -> dict:
          *(["--opts", *args.opts] if args.opts else [])])
 
     report = {**read_metrics(out / "model"),
-              "untrained": read_metrics(out / "eval_untrained"),
+              "before_training": read_metrics(out / "eval_before_training"),
               "train_and_eval_minutes": round(train_min, 2), "config": args.config_file,
               "overlays": str(out / "overlays")}
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -36,11 +36,11 @@ def _train(command, out_dir: Path) -> float:
     record_file = out_dir / SEGMENTS
     segments = json.loads(record_file.read_text()) if record_file.is_file() else []
     if not (out_dir / "eval_results.json").is_file():
-        start = time.perf_counter()
+        started, start = time.strftime("%Y-%m-%d %H:%M"), time.perf_counter()
         try:
             subprocess.run(command, cwd=REPO, check=True)
         finally:  # an interrupted run still counts the time it spent
-            segments.append({"date": time.strftime("%Y-%m-%d %H:%M"),
+            segments.append({"started": started,
                              "minutes": round((time.perf_counter() - start) / 60, 2)})
             save_record(record_file, segments)
     return sum(s["minutes"] for s in segments)
