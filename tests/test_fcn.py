@@ -411,7 +411,10 @@ def test_crop_inference_returns_gt_boxes_in_the_original_image():
 def test_fcn_config_files_load_and_build(name):
     cfg = add_densepose_config(get_cfg())
     cfg.merge_from_file(str(CONFIGS / name))
-    assert cfg.MODEL.META_ARCHITECTURE == "DensePoseFCN" and cfg.MODEL.WEIGHTS == ""
+    assert cfg.MODEL.META_ARCHITECTURE == "DensePoseFCN"
+    # the embedded config starts from the model zoo's backbone; COCO ones name no weights
+    assert cfg.MODEL.WEIGHTS == ("densepose_ext://R_18_GN_FPN_pretrain.pth"
+                                 if name.startswith("embedded") else "")
     if name.startswith("embedded"):
         rcnn = add_densepose_config(get_cfg())
         rcnn.merge_from_file(str(CONFIGS / "embedded" / "densepose_rcnn_R_18_GN_FPN.yaml"))

@@ -172,7 +172,9 @@ def test_config_files_load_and_build(name):
     cfg = add_densepose_config(get_cfg())
     cfg.merge_from_file(str(CONFIGS / name))
     assert cfg.MODEL.ROI_HEADS.NAME == "DensePoseROIHeads" and cfg.MODEL.DENSEPOSE_ON
-    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1 and cfg.MODEL.WEIGHTS == ""
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
+    assert cfg.MODEL.WEIGHTS == ("densepose_ext://R_18_GN_FPN_pretrain.pth"
+                                 if name.startswith("embedded") else "")
     if name.startswith("embedded"):
         assert cfg.DATASETS.TRAIN == ("densepose_embedded_train",)
         cfg.MODEL.DEVICE = "cpu"
