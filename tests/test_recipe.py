@@ -105,3 +105,16 @@ def test_recorded_step_runs_once_per_command(tmp_path):
     assert first == {"command": ["a"], "minutes": 1.0} and recorded_step(path, ["a"], run) == first
     recorded_step(path, ["b"], run)
     assert len(calls) == 2 and json.loads(path.read_text())["command"] == ["b"]
+
+
+def test_finished_runs_keep_only_their_final_checkpoint(tmp_path):
+    from densepose_ext.engine.recipe import prune_checkpoints
+
+    for name in ("model_0000099.pth", "model_0000199.pth", "metrics.json", "last_checkpoint"):
+        (tmp_path / name).write_text("x")
+    assert prune_checkpoints(tmp_path) == []  # unfinished: an interrupted run resumes from them
+    (tmp_path / "model_final.pth").write_text("x")
+    deleted = prune_checkpoints(tmp_path)
+    assert [p.name for p in deleted] == ["model_0000099.pth", "model_0000199.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "last_checkpoint", "metrics.json", "model_final.pth"]

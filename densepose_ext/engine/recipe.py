@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "shrunk_schedule",
-           "resumable_training", "claim_output_dir", "display_command", "seed_dir"]
+           "resumable_training", "claim_output_dir", "display_command", "seed_dir",
+           "prune_checkpoints"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -88,6 +89,19 @@ def resumable_training(command: Sequence[str]) -> List[str]:
     command = [str(c) for c in command]
     return [*command[:2], "--resume", *command[2:],
             "SOLVER.CHECKPOINT_PERIOD", str(RESUME_CHECKPOINT_PERIOD)]
+
+
+def prune_checkpoints(out_dir: Path) -> List[Path]:
+    """Delete the periodic checkpoints of a finished run (``model_final.pth`` stays): a recipe
+    of many rows would otherwise keep gigabytes that only an interrupted run needs. Returns
+    the deleted files; nothing is deleted before ``model_final.pth`` exists."""
+    out_dir = Path(out_dir)
+    if not (out_dir / "model_final.pth").is_file():
+        return []
+    stale = sorted(p for p in out_dir.glob("model_*.pth") if p.name != "model_final.pth")
+    for path in stale:
+        path.unlink()
+    return stale
 
 
 def claim_output_dir(out_dir: Path, command: Sequence) -> None:

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from densepose_ext.engine.recipe import (claim_output_dir, display_command, recorded_step,
-                                         resumable_training, run_command, seed_dir,
-                                         shrunk_schedule)
+from densepose_ext.engine.recipe import (claim_output_dir, display_command, prune_checkpoints,
+                                         recorded_step, resumable_training, run_command,
+                                         seed_dir, shrunk_schedule)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -129,6 +129,7 @@ class Recipe:
         def run() -> dict:
             claim_output_dir(out_dir, command)
             minutes = run_command(resumable_training(command), REPO, self.interp_env(seed))
+            prune_checkpoints(out_dir)
             return {"minutes": round(minutes, 2), "seed": seed, "train_dataset": train,
                     "metrics": read_headline_metrics(out_dir)}
 

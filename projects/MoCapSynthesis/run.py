@@ -49,9 +49,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from densepose_ext.engine.recipe import (claim_output_dir, display_command, recorded_step,
-                                         resumable_training, run_command, seed_dir,
-                                         shrunk_schedule)
+from densepose_ext.engine.recipe import (claim_output_dir, display_command, prune_checkpoints,
+                                         recorded_step, resumable_training, run_command,
+                                         seed_dir, shrunk_schedule)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 from densepose_ext.utils import atomic_write
 from synthesis.pose_sources import (SAME_POSE_DEG, TEST_MOTIONS, SequencePoseSource,
@@ -221,6 +221,7 @@ class Recipe:
         def run() -> dict:
             claim_output_dir(out_dir, command)
             minutes = run_command(resumable_training(command), REPO)
+            prune_checkpoints(out_dir)
             metrics, persons = {}, {}
             for name, _ in TEST_SETS:
                 metrics[name], persons[name] = read_evaluation(out_dir / "inference" / name, row.name)
