@@ -19,8 +19,8 @@ Do MoCap-guided stitched images help a 3D-pose classifier on MoCap poses of acti
    and their mirror images, built once (``python -m densepose_ext.modeling.pose3d``) and given
    to every row (``MODEL.ROI_POSE3D_HEAD.CLASSES_FILE``), so rows differ only in their training
    images. The same file holds the mean training pose (the mean-pose baseline).
-4. Train the classifier (``configs/embedded/pose3d_class_R_18_GN_FPN.yaml``, its own
-   initialisation) once per seed for each row, same budget: (a) renders only, (b) renders +
+4. Train the classifier (``configs/embedded/pose3d_class_R_18_GN_FPN.yaml``, which starts from
+   the model zoo's pretrained backbone) once per seed for each row, same budget: (a) renders only, (b) renders +
    stitched (geometric), (c) renders + stitched (match); evaluate on ``mocap_test`` (unseen
    MoCap actions) and ``densepose_embedded_val`` (random poses, the renders' distribution).
 5. ``RESULTS.md``: per test set, detection recall and MPJPE as mean ± std over the seeds;
