@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..structures import DensePoseChartOutput, DensePoseTransformData
+from .fcn.meta_arch import transform_data_loader
 from .fcn.multiscale import flip_back, merge_predictions, to_log_probs
 
 __all__ = ["DensePoseRCNNWithTTA", "flip_keypoint_heatmaps", "merge_densepose_runs"]
@@ -55,11 +56,6 @@ def merge_densepose_runs(runs: Sequence[DensePoseChartOutput], flipped: Sequence
         if flip:
             if transform_data is None:
                 raise ValueError("flipped DensePose outputs need the body's flip tables")
-            if run.coarse_segm.shape[1] > 2:  # coarse parts mirror too
-                perm = transform_data.mask_label_symmetries.to(run.coarse_segm.device)
-                run = DensePoseChartOutput(
-                    coarse_segm=run.coarse_segm[:, torch.argsort(perm)], fine_segm=run.fine_segm,
-                    u=run.u, v=run.v)
             run = flip_back(run, transform_data)
         outs.append(run)
     return merge_predictions(outs)
@@ -81,8 +77,8 @@ class DensePoseRCNNWithTTA(GeneralizedRCNNWithTTA):
             cfg: the model's config; ``TEST.AUG.{MIN_SIZES, MAX_SIZE, FLIP}`` give the
                 transforms, ``DATASETS.TEST`` the keypoint flip map.
             model: the trained model (a DDP wrapper is unwrapped).
-            transform_data: DensePose flip tables; default: those of the embedded body model
-                or ``DENSEPOSE_DATA_DIR``, loaded on the first flip.
+            transform_data: DensePose flip tables; default: ``DENSEPOSE_DATA_DIR``'s or those
+                of the test dataset's body model, loaded on the first flip.
         """
         nn.Module.__init__(self)  # the parent's constructor refuses keypoint heads
         if isinstance(model, DistributedDataParallel):
@@ -107,16 +103,7 @@ class DensePoseRCNNWithTTA(GeneralizedRCNNWithTTA):
     @property
     def transform_data(self) -> DensePoseTransformData:
         if self._transform_data is None:
-            data_dir = self.cfg.get("DENSEPOSE_DATA_DIR", "")
-            if data_dir:
-                import os
-
-                from densepose_ext.body.official_formats import UV_SYMMETRY
-
-                self._transform_data = DensePoseTransformData.from_mat(
-                    os.path.join(data_dir, UV_SYMMETRY))
-            else:
-                self._transform_data = DensePoseTransformData.from_body_model()
+            self._transform_data = transform_data_loader(self.cfg)()
         return self._transform_data
 
     def _inference_one_image(self, input: dict) -> dict:

@@ -40,8 +40,9 @@ __all__ = ["DensePoseFCN"]
 TransformDataSource = Union[DensePoseTransformData, Callable[[], DensePoseTransformData], None]
 
 
-def _transform_data_loader(cfg: CfgNode) -> Callable[[], DensePoseTransformData]:
-    """Loader of the flip tables for flip testing: DENSEPOSE_DATA_DIR's official file, else
+def transform_data_loader(cfg: CfgNode) -> Callable[[], DensePoseTransformData]:
+    """Loader of the flip tables for flip testing (the FCN's and the R-CNN's multi-transform
+    inference): DENSEPOSE_DATA_DIR's official file, else
     the tables of the test (or training) dataset's body model, as the dataset mapper does."""
     if cfg.DENSEPOSE_DATA_DIR:
         from densepose_ext.body.official_formats import UV_SYMMETRY
@@ -130,7 +131,7 @@ class DensePoseFCN(nn.Module):
             "test_min_sizes": aug.MIN_SIZES if aug.ENABLED else (),
             "test_max_size": aug.MAX_SIZE,
             "test_flip": bool(aug.ENABLED and aug.FLIP),
-            "transform_data": _transform_data_loader(cfg) if aug.ENABLED and aug.FLIP else None,
+            "transform_data": transform_data_loader(cfg) if aug.ENABLED and aug.FLIP else None,
         }
 
     @property

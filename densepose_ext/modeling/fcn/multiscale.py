@@ -71,7 +71,8 @@ def flip_back(maps: DensePoseChartOutput, transform_data: DensePoseTransformData
 
     The maps are mirrored horizontally; fine channel q (part q of the mirrored person) becomes
     channel ``flip(q)``; the U, V predicted in channel q go through part q's symmetry tables
-    and then to channel ``flip(q)``. Coarse (person / background) channels are unchanged.
+    and then to channel ``flip(q)``. Two coarse channels (person / background) are unchanged;
+    15 coarse-part channels are permuted like the fine ones.
     """
     fine, u, v = (t.flip(-1) for t in (maps.fine_segm, maps.u, maps.v))
     n_channels = fine.shape[1]
@@ -81,8 +82,11 @@ def flip_back(maps: DensePoseChartOutput, transform_data: DensePoseTransformData
     inverse = torch.argsort(perm)  # output channel p reads input channel inverse[p]
     parts = torch.arange(n_channels, device=fine.device).view(1, -1, 1, 1).expand_as(u)
     _, u_flip, v_flip = transform_data.to(fine.device).flip_iuv(parts, u, v)
+    coarse = maps.coarse_segm.flip(-1)
+    if coarse.shape[1] > 2:
+        coarse = coarse[:, torch.argsort(transform_data.mask_label_symmetries.to(fine.device))]
     return DensePoseChartOutput(
-        coarse_segm=maps.coarse_segm.flip(-1), fine_segm=fine[:, inverse],
+        coarse_segm=coarse, fine_segm=fine[:, inverse],
         u=u_flip[:, inverse].to(u.dtype), v=v_flip[:, inverse].to(v.dtype),
     )
 
