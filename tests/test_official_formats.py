@@ -167,6 +167,9 @@ def test_embedded_body_export_round_trip(tmp_path):
     assert main(["export", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "body_model.pkl").is_file()
     files = of.DensePoseDataFiles.load(tmp_path, require_symmetry=True)
+    raw = scipy.io.loadmat(str(tmp_path / of.SMPL_SUBDIV))
+    assert raw["Part_ID_subdiv"].dtype == np.uint8
+    assert scipy.io.loadmat(str(tmp_path / of.SUBDIV_TRANSFORM))["index"].dtype == np.int32
     ch = body.charts
     assert np.array_equal(files.chart_part, ch.chart_part)
     assert np.array_equal(files.chart_uv, ch.chart_uv)
@@ -177,3 +180,58 @@ def test_embedded_body_export_round_trip(tmp_path):
     loaded = BodyModel.from_official_files(tmp_path)
     a, b = np.arange(0, 4000, 7), np.arange(5, 4005, 7)
     assert np.array_equal(loaded.geodesic_distance(a, b), body.geodesic_distance(a, b))
+
+
+def test_exported_files_have_official_dtypes_and_index_like_the_evaluator(small_body, tmp_path):
+    """Read the files the way DensePose's evaluator does (plain loadmat / pickle, no casts) and
+    run its lookups: part ids and indices must be integers usable as numpy indices."""
+    body = small_body
+    body.export(tmp_path)
+    subdiv = scipy.io.loadmat(str(tmp_path / of.SMPL_SUBDIV))
+    transform = scipy.io.loadmat(str(tmp_path / of.SUBDIV_TRANSFORM))["index"]
+    with open(tmp_path / of.PDIST_MATRIX, "rb") as f:
+        pdist = pickle.load(f, encoding="latin1")["Pdist_matrix"]
+    m = body.num_chart_vertices
+    assert subdiv["Part_ID_subdiv"].dtype == np.uint8 and subdiv["Part_ID_subdiv"].shape == (m, 1)
+    for key in ("U_subdiv", "V_subdiv"):
+        assert subdiv[key].dtype == np.float64 and subdiv[key].shape == (m, 1)
+    assert subdiv["faces"].dtype == np.int32 and subdiv["faces"].min() == 1
+    assert transform.dtype == np.int32 and transform.shape == (m, 1)
+    assert pdist.dtype == np.float32 and pdist.ndim == 2 and pdist.shape[1] == 1
+    sym = scipy.io.loadmat(str(tmp_path / of.UV_SYMMETRY))
+    assert sym["U_transforms"].shape == (1, 24) and sym["U_transforms"][0, 3].shape == (256, 256)
+
+    # the evaluator's closest-vertex search (per part, brute force) and index arithmetic
+    from scipy.spatial.distance import cdist
+    from densepose_ext.evaluation.gps import COARSE_REGION_KAPPA, COARSE_REGION_OF_PART
+
+    part_ids = subdiv["Part_ID_subdiv"].squeeze()
+    uv_all = np.array([subdiv["U_subdiv"], subdiv["V_subdiv"]]).squeeze()
+    index = transform.squeeze()
+    rng = np.random.default_rng(3)
+    I = rng.integers(1, 25, 200)
+    I = I[np.isin(I, part_ids)]
+    U, V = rng.random(len(I)), rng.random(len(I))
+    closest = np.zeros(len(I), np.int64)  # 1-based chart vertex
+    for p in np.unique(I):
+        members = np.flatnonzero(part_ids == p)
+        d = cdist(uv_all[:, members].T, np.stack([U[I == p], V[I == p]], 1))
+        closest[I == p] = members[np.argmin(d, axis=0)] + 1
+    geodesic_vertex = index[closest - 1]  # 1-based, as the evaluator keeps them
+    n = len(body.geodesics)
+    other = np.roll(geodesic_vertex, 1)
+    official = np.array([0.0 if a == b else pdist[_official_condensed_index(a - 1, b - 1, n)][0]
+                         for a, b in zip(geodesic_vertex, other)])
+    ours = body.geodesic_distance(body.iuv_to_vertex(I, U, V),
+                                  np.roll(body.iuv_to_vertex(I, U, V), 1))
+    np.testing.assert_allclose(official, ours, rtol=1e-6)
+    # Mean_Distances[CoarseParts[Part_ids[...]]] needs integer part ids
+    kappa = COARSE_REGION_KAPPA[COARSE_REGION_OF_PART[part_ids[closest - 1]]]
+    assert np.array_equal(kappa, COARSE_REGION_KAPPA[COARSE_REGION_OF_PART[I]])
+
+
+def test_writers_reject_non_integer_ids(tmp_path):
+    with pytest.raises(ValueError, match="Part_ID_subdiv"):
+        of.write_smpl_subdiv(tmp_path / of.SMPL_SUBDIV, np.array([1.5, 2.0]), np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="index"):
+        of.write_subdiv_transform(tmp_path / of.SUBDIV_TRANSFORM, np.array([-3, 0]))

@@ -1,10 +1,11 @@
 """Read and write the DensePose data files in their official layouts.
 
-- ``SMPL_subdiv.mat``: ``Part_ID_subdiv``, ``U_subdiv``, ``V_subdiv``, each (M,1) over chart
-  vertices (the evaluator does ``np.array([U_subdiv, V_subdiv]).squeeze()``); we add
-  ``vertex`` (3,M) positions and ``faces`` (F,3) 1-based chart-vertex indices.
-- ``SMPL_SUBDIV_TRANSFORM.mat``: ``index`` (M,1), 1-based index of each chart vertex into the
-  vertex set of the geodesic matrix (for our body: mesh vertex + 1).
+- ``SMPL_subdiv.mat``: ``Part_ID_subdiv`` (M,1) uint8, ``U_subdiv``, ``V_subdiv`` (M,1)
+  float64 over chart vertices (the evaluator does ``np.array([U_subdiv, V_subdiv]).squeeze()``
+  and indexes its coarse-part table with ``Part_ID_subdiv``, so part ids must be integers); we
+  add ``vertex`` (3,M) float64 positions and ``faces`` (F,3) int32 1-based chart-vertex indices.
+- ``SMPL_SUBDIV_TRANSFORM.mat``: ``index`` (M,1) int32, 1-based index of each chart vertex into
+  the vertex set of the geodesic matrix (for our body: mesh vertex + 1).
 - ``Pdist_matrix.pkl``: ``{"Pdist_matrix": (n(n-1)/2, 1)}`` condensed pairwise geodesic
   distances in the order DensePose's evaluator reads them: pair (i, j), i > j, sits at
   ``i*(i-1)/2 + j`` (the lower triangle row by row, ``np.tril_indices(n, -1)``). This is NOT
@@ -80,6 +81,15 @@ def _savemat(path: PathLike, data: Dict[str, np.ndarray]) -> None:
         scipy.io.savemat(f, data, do_compression=True)
 
 
+def _integers(values: np.ndarray, dtype, key: str, minimum: int = 1) -> np.ndarray:
+    """``values`` as ``dtype``; ValueError unless all are integers in [minimum, dtype max]."""
+    arr = np.asarray(values)
+    top = np.iinfo(dtype).max
+    if arr.size and (np.any(arr != np.round(arr)) or arr.min() < minimum or arr.max() > top):
+        raise ValueError(f"{key}: expected integers in [{minimum}, {top}]")
+    return arr.astype(dtype)
+
+
 def _loadmat(path: PathLike) -> Dict[str, np.ndarray]:
     if not Path(path).is_file():
         raise OfficialFileError(path, "file not found")
@@ -115,13 +125,13 @@ def write_smpl_subdiv(path: PathLike, chart_part: np.ndarray, chart_uv: np.ndarr
                       chart_faces: Optional[np.ndarray] = None) -> None:
     """Write parts (M,), UV (M,2) and optionally positions (M,3) and faces (F,3, 0-based)."""
     m = len(chart_part)
-    data = {"Part_ID_subdiv": np.asarray(chart_part, np.float64).reshape(m, 1),
+    data = {"Part_ID_subdiv": _integers(chart_part, np.uint8, "Part_ID_subdiv").reshape(m, 1),
             "U_subdiv": np.asarray(chart_uv[:, 0], np.float64).reshape(m, 1),
             "V_subdiv": np.asarray(chart_uv[:, 1], np.float64).reshape(m, 1)}
     if chart_vertices is not None:
         data["vertex"] = np.asarray(chart_vertices, np.float64).T.reshape(3, m)
     if chart_faces is not None:
-        data["faces"] = np.asarray(chart_faces, np.float64) + 1.0
+        data["faces"] = _integers(np.asarray(chart_faces) + 1, np.int32, "faces")
     _savemat(path, data)
 
 
@@ -153,7 +163,7 @@ def read_smpl_subdiv(path: PathLike) -> Dict[str, Optional[np.ndarray]]:
 # --------------------------------------------------------------------------- transform
 def write_subdiv_transform(path: PathLike, chart_to_vertex: np.ndarray) -> None:
     """Write the 1-based geodesic-vertex index of every chart vertex (key ``index``)."""
-    idx = np.asarray(chart_to_vertex, np.float64).reshape(-1, 1) + 1.0
+    idx = _integers(np.asarray(chart_to_vertex) + 1, np.int32, "index").reshape(-1, 1)
     _savemat(path, {"index": idx})
 
 
