@@ -18,11 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Tuple
 
-import cv2
 import numpy as np
-from pycocotools import mask as mask_util
 
 from densepose_ext.body.parts import FINE_TO_COARSE
+from densepose_ext.structures import (encode_dp_masks, mask_to_polygons,
+                                      num_annotation_points, sample_annotation_points)
 
 from .rasterize import Camera, Fragments
 from .scene import BodyAssets, Scene
@@ -31,8 +31,6 @@ __all__ = ["MIN_VISIBLE_AREA", "FINE_TO_COARSE", "DenseMaps", "dense_maps", "ann
            "annotation_id", "MAX_PEOPLE_PER_IMAGE"]
 
 MIN_VISIBLE_AREA = 100  # pixels; smaller visible persons get no annotation record
-MAX_POINTS = 100  # DensePose points per person (fewer for small persons)
-PIXELS_PER_POINT = 16  # a person gets at most area / PIXELS_PER_POINT points
 DP_FRAME = 256  # side of the box frame of dp_x / dp_y and of the dp_masks
 SURFACE_DEPTH_TOL = 0.03  # metres: a surface keypoint within this of the z-buffer is visible
 SELF_OCCLUSION_MARGIN = 0.2  # metres: a joint is self-occluded if its own surface is further in front
@@ -70,90 +68,12 @@ def dense_maps(frags: Fragments, body: BodyAssets) -> DenseMaps:
     return DenseMaps(I=I, U=U, V=V)
 
 
-def _polygons(mask: np.ndarray) -> List[List[float]]:
-    """COCO polygons of the outer contours of a binary mask.
-
-    Contours are traced on the mask upsampled 2x, so vertices sit a quarter pixel inside the
-    outer pixel edges: COCO's polygon rasteriser (pycocotools) then gives back every pixel of
-    the mask, where a contour through the boundary pixel centres would drop about half of the
-    boundary pixels (a large loss on thin limbs). Holes cannot be expressed (COCO polygons are
-    united) and are filled.
-    """
-    up = np.kron(mask.astype(np.uint8), np.ones((2, 2), np.uint8))
-    contours, _ = cv2.findContours(up, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    polys = []
-    for c in contours:
-        if len(c) < 3:
-            continue
-        polys.append([float(x) for x in ((c.reshape(-1, 2) + 0.5) * 0.5).ravel()])
-    return polys
-
-
-def _allocate(areas: np.ndarray, total: int) -> np.ndarray:
-    """Split ``total`` points over parts proportionally to area (largest remainder)."""
-    share = total * areas / areas.sum()
-    n = np.floor(share).astype(np.int64)
-    rest = total - n.sum()
-    if rest > 0:
-        n[np.argsort(-(share - n), kind="stable")[:rest]] += 1
-    return n
-
-
-def _grid_sample(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, n: int) -> np.ndarray:
-    """Indices of ~n roughly equidistant pixels among (ys, xs): one per cell of a jittered grid.
-
-    The grid spacing makes about n cells; in each cell the pixel nearest its centre is taken,
-    and if more cells than n are hit, the fullest cells are kept.
-    """
-    if n <= 0 or len(ys) == 0:
-        return np.zeros(0, np.int64)
-    if n >= len(ys):
-        return np.arange(len(ys))
-    s = np.sqrt(len(ys) / n)
-    oy, ox = rng.uniform(0, s, 2)
-    cy, cx = np.floor((ys + oy) / s), np.floor((xs + ox) / s)
-    cell = (cy * 1_000_003 + cx).astype(np.int64)
-    dist = (ys + 0.5 + oy - (cy + 0.5) * s) ** 2 + (xs + 0.5 + ox - (cx + 0.5) * s) ** 2
-    order = np.lexsort((dist, cell))
-    cells, first, counts = np.unique(cell[order], return_index=True, return_counts=True)
-    picks = order[first]
-    if len(picks) > n:
-        keep = np.lexsort((rng.random(len(picks)), -counts))[:n]
-        picks = np.sort(picks[keep])
-    return picks
-
-
-def _sample_points(rng: np.random.Generator, part_map: np.ndarray, mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of the DensePose points of one person: count proportional to part area."""
-    ys, xs = np.nonzero(mask)
-    parts = part_map[ys, xs]
-    labels, areas = np.unique(parts, return_counts=True)
-    total = int(min(MAX_POINTS, max(1, len(ys) // PIXELS_PER_POINT)))
-    counts = _allocate(areas.astype(np.float64), total)
-    rows, cols = [], []
-    for lab, n in zip(labels, counts):
-        sel = np.nonzero(parts == lab)[0]
-        pick = sel[_grid_sample(rng, ys[sel], xs[sel], int(n))]
-        rows.append(ys[pick])
-        cols.append(xs[pick])
-    return np.concatenate(rows), np.concatenate(cols)
-
-
 def _box_frame_masks(coarse: np.ndarray, x0: int, y0: int, w: int, h: int) -> List:
     """14 coarse part masks of the box resampled (nearest) to 256x256, as COCO RLE or []."""
     g = (np.arange(DP_FRAME) + 0.5) / DP_FRAME
     cols = np.clip(np.floor(x0 + g * w).astype(np.int64), x0, x0 + w - 1)
     rows = np.clip(np.floor(y0 + g * h).astype(np.int64), y0, y0 + h - 1)
-    frame = coarse[rows[:, None], cols[None, :]]
-    out: List = []
-    for c in range(1, 15):
-        m = frame == c
-        if not m.any():
-            out.append([])
-            continue
-        rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
-        out.append({"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")})
-    return out
+    return encode_dp_masks(coarse[rows[:, None], cols[None, :]])
 
 
 def keypoint_visibility(
@@ -217,7 +137,7 @@ def annotate_scene(
         area = int(mask.sum())
         if area < MIN_VISIBLE_AREA:
             continue
-        polys = _polygons(mask)
+        polys = mask_to_polygons(mask)
         if not polys:
             continue
         aid = annotation_id(image_id, k)
@@ -225,7 +145,7 @@ def annotate_scene(
         x0, y0 = int(xs.min()), int(ys.min())
         w, h = int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1
         kps = keypoint_visibility(body, frags, camera, k, person.vertices, person.joints)
-        rows, cols = _sample_points(rng, maps.I, mask)
+        rows, cols = sample_annotation_points(rng, maps.I, mask, num_annotation_points(len(ys)))
         coarse = np.where(mask, coarse_all, 0)
         records.append({
             "id": aid,

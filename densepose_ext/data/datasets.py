@@ -45,6 +45,7 @@ __all__ = [
     "register_densepose_coco",
     "register_all",
     "without_densepose",
+    "without_annotations",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class EmbeddedSplit:
     # False: the registered dataset keeps COCO-style labels only (boxes, masks, keypoints);
     # DensePose points, coarse masks and the exact dense IUV are removed when it is loaded
     densepose_labels: bool = True
+    # False: registered without any annotation (an unlabelled set); the rendered labels stay
+    # on disk (annotations.json) only to score pseudo-labels against them
+    annotated: bool = True
 
 
 #: Embedded splits: name -> rendering parameters (directory densepose_embedded/<subdir>).
@@ -80,6 +84,10 @@ EMBEDDED_SPLITS: Dict[str, EmbeddedSplit] = {
     # keypoints only, so that DensePose is learned from densepose_embedded_train alone
     "coco_person_embedded_pretrain": EmbeddedSplit("pretrain", num_images=4000, seed=5,
                                                  densepose_labels=False),
+    # unlabelled images for data distillation and mean teacher: own seed, registered without
+    # annotations (python -m distill.pseudo_label labels them)
+    "densepose_embedded_unlabeled": EmbeddedSplit("unlabeled", num_images=2400, seed=6,
+                                                  annotated=False),
 }
 
 #: Real DensePose-COCO splits: name -> (image dir, json) relative to $DETECTRON2_DATASETS.
@@ -164,6 +172,8 @@ def register_embedded_split(name: str, split: EmbeddedSplit, root: Optional[Path
     def load() -> List[dict]:
         ensure_embedded_split(split_dir, split)
         dicts = load_densepose_coco_json(json_file, image_root, dataset_name=name)
+        if not split.annotated:
+            return [without_annotations(d) for d in dicts]
         return dicts if split.densepose_labels else [without_densepose(d) for d in dicts]
 
     DatasetCatalog.register(name, load)
@@ -188,6 +198,11 @@ def without_densepose(record: dict) -> dict:
     return out
 
 
+def without_annotations(record: dict) -> dict:
+    """A dataset dict of the image alone (file, id, size): no annotations, no dense IUV."""
+    return {k: record[k] for k in ("file_name", "image_id", "height", "width") if k in record}
+
+
 def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path) -> bool:
     """Register a real DensePose-COCO split if its json and image dir exist; return whether."""
     json_file = root / json_rel
@@ -210,8 +225,9 @@ def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path
 
 
 def register_all(root: Optional[Path] = None) -> None:
-    """Register the embedded splits, the DensePose-COCO splits found under ``root`` and the
-    ground-truth interpolation outputs under the interpolation root."""
+    """Register the embedded splits, the DensePose-COCO splits found under ``root``, the
+    ground-truth interpolation outputs under the interpolation root and the pseudo-labelled
+    datasets under the pseudo-label root."""
     root = Path(root) if root is not None else datasets_root()
     for name, split in EMBEDDED_SPLITS.items():
         if name not in DatasetCatalog.list():
@@ -228,3 +244,6 @@ def register_all(root: Optional[Path] = None) -> None:
     from distill.datasets import interpolated_root, register_all_interpolated
 
     register_all_interpolated(interpolated_root(root))
+    from distill.pseudo_datasets import pseudo_root, register_all_pseudo_labeled
+
+    register_all_pseudo_labeled(pseudo_root(root))

@@ -1,4 +1,6 @@
 """DensePose ground-truth structures and their flip transforms."""
+from .annotation_points import num_annotation_points, sample_annotation_points
+from .coco_polygons import mask_to_polygons
 from .densepose_data import (
     DENSE_TARGET_KEY,
     DP_KEYS,
@@ -9,6 +11,7 @@ from .densepose_data import (
     DensePoseList,
     check_densepose_annotation,
     decode_dp_masks,
+    encode_dp_masks,
     has_densepose,
 )
 from .transform_data import (
@@ -32,7 +35,11 @@ __all__ = [
     "DensePoseTransformDataError",
     "check_densepose_annotation",
     "decode_dp_masks",
+    "encode_dp_masks",
     "has_densepose",
+    "mask_to_polygons",
+    "num_annotation_points",
+    "sample_annotation_points",
 ]
 
 from .chart_output import DensePoseChartOutput  # noqa: E402

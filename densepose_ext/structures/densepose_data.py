@@ -38,6 +38,7 @@ __all__ = [
     "check_densepose_annotation",
     "has_densepose",
     "decode_dp_masks",
+    "encode_dp_masks",
 ]
 
 #: Side of the box frame in which points and coarse masks are given.
@@ -128,6 +129,27 @@ def check_densepose_annotation(ann: dict) -> bool:
         if not isinstance(rle["counts"], (str, bytes, list)):
             raise ValueError(f"dp_masks[{k}] RLE counts must be a string or a list")
     return True
+
+
+def encode_dp_masks(coarse: np.ndarray) -> List:
+    """The 14 ``dp_masks`` (COCO RLE with text counts, ``[]`` for an absent part) of a
+    (256,256) coarse label map (0 = background, 1..14); the inverse of
+    :func:`decode_dp_masks`."""
+    from pycocotools import mask as mask_util
+
+    coarse = np.asarray(coarse)
+    if coarse.shape != (FRAME_SIZE, FRAME_SIZE):
+        raise ValueError(f"coarse label map must be {FRAME_SIZE}x{FRAME_SIZE}, got {coarse.shape}")
+    out: List = []
+    for c in range(1, 15):
+        m = coarse == c
+        if not m.any():
+            out.append([])
+            continue
+        rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
+        out.append({"size": [int(rle["size"][0]), int(rle["size"][1])],
+                    "counts": rle["counts"].decode("ascii")})
+    return out
 
 
 def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
