@@ -201,3 +201,27 @@ def test_unlabeled_split_is_registered_without_annotations_and_has_its_own_seed(
     record = DatasetCatalog.get(MINI)[0]
     bare = without_annotations(record)
     assert set(bare) == {"file_name", "image_id", "height", "width"}
+
+
+def test_quality_report_is_perfect_for_true_labels_and_not_for_a_random_model(labelled,
+                                                                               tmp_path):
+    from detectron2.data import MetadataCatalog
+
+    from distill.evaluate_pseudo_labels import evaluate_pseudo_labels
+
+    meta = MetadataCatalog.get(MINI)
+    perfect = tmp_path / "truth"
+    perfect.mkdir()
+    shutil.copy(meta.json_file, perfect / "annotations.json")
+    (perfect / "pseudo_label.json").write_text(json.dumps(
+        {"complete": True, "image_root": meta.image_root, "source": f"dataset:{MINI}"}))
+    best = evaluate_pseudo_labels(perfect)
+    assert best["box_precision"] == best["box_recall"] == 1.0
+    assert best["keypoint_error_px_median"] == 0.0
+    dp = best["densepose_points"]
+    assert dp["count"] > 500 and dp["part_accuracy"] == 1.0 and dp["auc10"] == 1.0
+    out, _ = labelled
+    random = evaluate_pseudo_labels(out)
+    assert random["pseudo_persons"] == 32 and random["true_persons"] == best["true_persons"]
+    assert random["densepose_points"]["auc10"] < 0.5
+    assert random["box_precision"] < 1.0
