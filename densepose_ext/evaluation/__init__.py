@@ -42,7 +42,7 @@ from .iuv import (
 )
 from .pointwise import AUC_THRESHOLDS, auc, auc_metrics, best_gps_point_errors, error_curve
 from .pose3d import Pose3DEvaluator, evaluate_pose3d, greedy_match, pose3d_metrics
-from .results import HEADLINE_KEYS, read_headline_metrics
+from .results import HEADLINE_KEYS, headline_metrics, read_headline_metrics
 
 __all__ = [
     "AUC_THRESHOLDS",
@@ -87,5 +87,6 @@ __all__ = [
     "point_kappa",
     "pose3d_metrics",
     "prediction_errors",
+    "headline_metrics",
     "read_headline_metrics",
 ]

@@ -21,8 +21,17 @@ def read_headline_metrics(output_dir: Union[str, Path]) -> Dict[str, float]:
         raise ValueError(f"{path}: not valid json ({e})") from None
     if "densepose_summary" not in results and len(results) == 1:
         results = next(iter(results.values()))  # {dataset: metrics} when several were tested
+    try:
+        return headline_metrics(results)
+    except KeyError as e:
+        raise KeyError(f"{path}: {e.args[0]}") from None
+
+
+def headline_metrics(results: dict) -> Dict[str, float]:
+    """The headline numbers of one dataset's evaluation results ({task: metrics}); e.g. the
+    ``<dataset>_TTA`` entry that ``train_net.py --eval-only`` adds under ``TEST.AUG``."""
     if "densepose_summary" not in results:
-        raise KeyError(f"{path}: no densepose_summary (tasks: {sorted(results)})")
+        raise KeyError(f"no densepose_summary (tasks: {sorted(results)})")
     out = {k: float(results["densepose_summary"][k]) for k in HEADLINE_KEYS}
     for task, key in TASK_AP_KEYS.items():
         if task in results:
