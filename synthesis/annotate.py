@@ -28,7 +28,7 @@ from .rasterize import Camera, Fragments
 from .scene import BodyAssets, Scene
 
 __all__ = ["MIN_VISIBLE_AREA", "FINE_TO_COARSE", "DenseMaps", "dense_maps", "annotate_scene",
-           "annotation_id", "MAX_PEOPLE_PER_IMAGE"]
+           "annotation_id", "box_frame_masks", "MAX_PEOPLE_PER_IMAGE"]
 
 MIN_VISIBLE_AREA = 100  # pixels; smaller visible persons get no annotation record
 DP_FRAME = 256  # side of the box frame of dp_x / dp_y and of the dp_masks
@@ -68,7 +68,7 @@ def dense_maps(frags: Fragments, body: BodyAssets) -> DenseMaps:
     return DenseMaps(I=I, U=U, V=V)
 
 
-def _box_frame_masks(coarse: np.ndarray, x0: int, y0: int, w: int, h: int) -> List:
+def box_frame_masks(coarse: np.ndarray, x0: int, y0: int, w: int, h: int) -> List:
     """14 coarse part masks of the box resampled (nearest) to 256x256, as COCO RLE or []."""
     g = (np.arange(DP_FRAME) + 0.5) / DP_FRAME
     cols = np.clip(np.floor(x0 + g * w).astype(np.int64), x0, x0 + w - 1)
@@ -162,7 +162,7 @@ def annotate_scene(
             "dp_I": _r(maps.I[rows, cols], 1),
             "dp_U": _r(maps.U[rows, cols], 6),
             "dp_V": _r(maps.V[rows, cols], 6),
-            "dp_masks": _box_frame_masks(coarse, x0, y0, w, h),
+            "dp_masks": box_frame_masks(coarse, x0, y0, w, h),
             "smpl": {key: _r(val, 6) for key, val in person.smpl_dict().items()},
             "joints_3d": [_r(j, 5) for j in camera.world_to_camera(person.joints)],
         })

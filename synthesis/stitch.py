@@ -49,9 +49,10 @@ from scipy.spatial.transform import Rotation
 
 from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from densepose_ext.body.parts import FINE_TO_COARSE
+from densepose_ext.structures import mask_to_polygons
 from densepose_ext.utils import atomic_write
 
-from .annotate import _box_frame_masks, _polygons, annotation_id
+from .annotate import annotation_id, box_frame_masks
 from .pose_sources import PoseSource, PosedBodies, QueryPose, SMPLPoser, random_betas, resolve_pose_source
 from .rasterize import Camera, look_at_rotation
 from .stitch_assign import ASSIGNMENT_RULES, DEFAULT_ASSIGNMENT
@@ -305,7 +306,7 @@ def make_records(res: StitchResult, image_id: int, pool: SourcePool) -> Tuple[Di
     ann = {
         "id": annotation_id(image_id, 0), "image_id": int(image_id), "category_id": 1, "iscrowd": 0,
         "area": float(res.mask.sum()), "bbox": [float(x0), float(y0), float(w), float(h)],
-        "segmentation": _polygons(res.mask),
+        "segmentation": mask_to_polygons(res.mask),
         "keypoints": [round(float(v), 2) if i % 3 != 2 else int(v) for i, v in enumerate(kps.ravel())],
         "num_keypoints": int(inside.sum()),
         "joints_3d": [_r(j, 5) for j in cam.world_to_camera(res.body.joints[0])],
@@ -321,7 +322,7 @@ def make_records(res: StitchResult, image_id: int, pool: SourcePool) -> Tuple[Di
         p = res.dp_points
         ann.update({"dp_x": _r((p["x"] - x0) * DP_FRAME / w, 4), "dp_y": _r((p["y"] - y0) * DP_FRAME / h, 4),
                     "dp_I": _r(p["I"], 1), "dp_U": _r(p["U"], 6), "dp_V": _r(p["V"], 6),
-                    "dp_masks": _box_frame_masks(np.where(res.mask, res.coarse, 0), x0, y0, w, h)})
+                    "dp_masks": box_frame_masks(np.where(res.mask, res.coarse, 0), x0, y0, w, h)})
     return image, [ann]
 
 
