@@ -25,6 +25,7 @@ from detectron2.utils.logger import setup_logger
 import densepose_ext.data  # noqa: F401  (registers the datasets)
 from densepose_ext.config import setup_densepose_cfg
 from densepose_ext.engine import Trainer
+from densepose_ext.engine.mean_teacher import register_teacher
 from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
 
 
@@ -44,9 +45,9 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DensePoseCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        checkpointer = DensePoseCheckpointer.from_config(cfg, model, save_dir=cfg.OUTPUT_DIR)
+        register_teacher(checkpointer, model)  # a mean-teacher checkpoint's teacher too
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         results = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:  # multi-transform inference as well
             results.update(Trainer.test_with_TTA(cfg, model))

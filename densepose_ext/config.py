@@ -1,7 +1,12 @@
 """DensePose configuration keys, added to a detectron2 config by :func:`add_densepose_config`.
 
-Keys and defaults of the DensePose R-CNN head follow upstream detectron2 DensePose
-(projects/DensePose/densepose/config.py), so configs written for it keep their meaning here.
+Keys and defaults of the DensePose R-CNN head follow upstream detectron2 DensePose v0.6
+(projects/DensePose/densepose/config.py), so configs written for it keep their meaning here;
+every upstream key exists, and those selecting features not implemented here are refused at
+model build (:mod:`densepose_ext.modeling.unsupported`). Defaults that differ from upstream's:
+``ROI_DENSEPOSE_HEAD.NAME`` is "DensePoseV1ConvXHead" and ``POOLER_TYPE`` "ROIAlign" (upstream:
+"" and "ROIAlignV2", both overridden by its base yaml to what our defaults are), and our own keys
+(LOSS_GRID, ALLOW_PARTIAL_CHECKPOINT, DROP_POINTS_OUTSIDE_BOX, ...) have no upstream value.
 """
 from __future__ import annotations
 
@@ -43,8 +48,10 @@ def add_densepose_config(cfg: CN) -> CN:
     _C.MODEL.ROI_DENSEPOSE_HEAD.UP_SCALE = 2
     # Side S of the SxS output grid; must equal POOLER_RESOLUTION * 2 * UP_SCALE.
     _C.MODEL.ROI_DENSEPOSE_HEAD.HEATMAP_SIZE = 112
-    # ROI pooler type (detectron2 ROIPooler); ROIAlignV2 uses the half-pixel-aligned grid.
-    _C.MODEL.ROI_DENSEPOSE_HEAD.POOLER_TYPE = "ROIAlignV2"
+    # ROI pooler type (detectron2 ROIPooler). The default is upstream's R_50_FPN_s1x setting:
+    # "ROIAlign" (legacy grid, no half-pixel shift); "ROIAlignV2" uses the half-pixel-aligned grid
+    # (pinned by configs/embedded/*).
+    _C.MODEL.ROI_DENSEPOSE_HEAD.POOLER_TYPE = "ROIAlign"
     # Side of the pooled ROI features.
     _C.MODEL.ROI_DENSEPOSE_HEAD.POOLER_RESOLUTION = 28
     # Sampling points per bin of ROIAlign (0 = adaptive).
@@ -61,6 +68,89 @@ def add_densepose_config(cfg: CN) -> CN:
     _C.MODEL.ROI_DENSEPOSE_HEAD.POINT_REGRESSION_WEIGHTS = 0.01
     # Drop annotated points that fall outside the proposal box (else clamp them to its border).
     _C.MODEL.ROI_DENSEPOSE_HEAD.DROP_POINTS_OUTSIDE_BOX = True
+    # Where the training losses put the SxS output grid inside a proposal box of width w:
+    # "upstream" = node k at x0 + k * w / S (detectron2 DensePose v0.6: points are bilinear
+    # between nodes, the last node's value past it; the GT coarse mask is read at the nodes,
+    # nearest); "pixel_centers" = cell k centred at x0 + (k + 0.5) * w / S (grid_sample with
+    # align_corners=False, which matches ROIAlignV2; pinned by configs/embedded/*).
+    _C.MODEL.ROI_DENSEPOSE_HEAD.LOSS_GRID = "upstream"
+    # A coarse-segmentation branch trained from instance masks instead of DensePose masks
+    # (upstream option; not implemented here: True is refused at model build).
+    _C.MODEL.ROI_DENSEPOSE_HEAD.COARSE_SEGM_TRAINED_BY_MASKS = False
+
+    # DensePose decoder (upstream's Panoptic-FPN style merge of ROI_HEADS.IN_FEATURES into one
+    # map at DECODER_COMMON_STRIDE, module roi_heads.decoder): when on, the DensePose pooler
+    # pools only that map. Upstream's default; configs/embedded/* turn it off.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DECODER_ON = True
+    # Channels of the decoder's output map (its final 1x1 conv), i.e. of the pooled features.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DECODER_NUM_CLASSES = 256
+    # Channels of the decoder's 3x3 convs.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DECODER_CONV_DIMS = 256
+    # Normalisation of the decoder's 3x3 convs ("" = none, with bias; "GN", "BN", ...).
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DECODER_NORM = ""
+    # Stride of the decoder's output; must be the stride of the first ROI_HEADS.IN_FEATURES map.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DECODER_COMMON_STRIDE = 4
+    # Loading a checkpoint that has DensePose (or decoder) tensors but leaves some of this
+    # model's DensePose / decoder tensors missing, or some of its own unused, is an error
+    # (DensePoseCheckpointer) unless this is True; then it is only a warning.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.ALLOW_PARTIAL_CHECKPOINT = False
+
+    # --- Upstream keys kept so that every upstream DensePose config merges. Values other than
+    # the defaults select features densepose_ext does not implement and are refused when the
+    # model is built (densepose_ext.modeling.unsupported).
+    # DeepLab head settings (upstream NAME "DensePoseDeepLabHead", not implemented here).
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DEEPLAB = CN()
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DEEPLAB.NORM = "GN"
+    _C.MODEL.ROI_DENSEPOSE_HEAD.DEEPLAB.NONLOCAL_ON = 0
+    # Upstream predictor / loss registry names. The chart ones are what this package builds
+    # (the "WithConfidence" variants equal them while the confidences below are off).
+    _C.MODEL.ROI_DENSEPOSE_HEAD.PREDICTOR_NAME = "DensePoseChartWithConfidencePredictor"
+    _C.MODEL.ROI_DENSEPOSE_HEAD.LOSS_NAME = "DensePoseChartWithConfidenceLoss"
+    # Confidence (variance) estimation of U/V and of the segmentation: only False is supported.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.UV_CONFIDENCE = CN({"ENABLED": False})
+    # Lower bound of the U/V confidences.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.UV_CONFIDENCE.EPSILON = 0.01
+    # Residual model of the U/V confidences: "iid_iso" or "indep_aniso".
+    _C.MODEL.ROI_DENSEPOSE_HEAD.UV_CONFIDENCE.TYPE = "iid_iso"
+    _C.MODEL.ROI_DENSEPOSE_HEAD.SEGM_CONFIDENCE = CN({"ENABLED": False})
+    # Lower bound of the segmentation confidences.
+    _C.MODEL.ROI_DENSEPOSE_HEAD.SEGM_CONFIDENCE.EPSILON = 0.01
+    # Continuous surface embeddings (CSE): upstream's embedding heads; only the defaults
+    # (no embedders, cycle losses off) are supported.
+    cse = _C.MODEL.ROI_DENSEPOSE_HEAD.CSE = CN()
+    # Embedding dimension.
+    cse.EMBED_SIZE = 16
+    # Embedder per mesh name (empty: no CSE).
+    cse.EMBEDDERS = CN(new_allowed=True)
+    # Gaussian widths normalising embedding and geodesic distances.
+    cse.EMBEDDING_DIST_GAUSS_SIGMA = 0.01
+    cse.GEODESIC_DIST_GAUSS_SIGMA = 0.01
+    # Weight and name ("EmbeddingLoss", "SoftEmbeddingLoss") of the embedding loss.
+    cse.EMBED_LOSS_WEIGHT = 0.6
+    cse.EMBED_LOSS_NAME = "EmbeddingLoss"
+    # Learning-rate factors of the embedding features and of the mesh embeddings.
+    cse.FEATURES_LR_FACTOR = 1.0
+    cse.EMBEDDING_LR_FACTOR = 1.0
+    # Shape-to-shape cycle loss: weight, norm, similarity temperature, vertex subset (<= 0: all).
+    cse.SHAPE_TO_SHAPE_CYCLE_LOSS = CN({"ENABLED": False})
+    cse.SHAPE_TO_SHAPE_CYCLE_LOSS.WEIGHT = 0.025
+    cse.SHAPE_TO_SHAPE_CYCLE_LOSS.NORM_P = 2
+    cse.SHAPE_TO_SHAPE_CYCLE_LOSS.TEMPERATURE = 0.05
+    cse.SHAPE_TO_SHAPE_CYCLE_LOSS.MAX_NUM_VERTICES = 4936
+    # Pixel-to-shape cycle loss: weight, norm, meshes used, pixels per instance (<= 0: all),
+    # pixel-distance width and the two softmax temperatures.
+    cse.PIX_TO_SHAPE_CYCLE_LOSS = CN({"ENABLED": False})
+    cse.PIX_TO_SHAPE_CYCLE_LOSS.WEIGHT = 0.0001
+    cse.PIX_TO_SHAPE_CYCLE_LOSS.NORM_P = 2
+    cse.PIX_TO_SHAPE_CYCLE_LOSS.USE_ALL_MESHES_NOT_GT_ONLY = False
+    cse.PIX_TO_SHAPE_CYCLE_LOSS.NUM_PIXELS_TO_SAMPLE = 100
+    cse.PIX_TO_SHAPE_CYCLE_LOSS.PIXEL_SIGMA = 5.0
+    cse.PIX_TO_SHAPE_CYCLE_LOSS.TEMPERATURE_PIXEL_TO_VERTEX = 0.05
+    cse.PIX_TO_SHAPE_CYCLE_LOSS.TEMPERATURE_VERTEX_TO_PIXEL = 0.05
+    # Rotation augmentation angles in training (upstream; only [0] = none is supported).
+    _C.INPUT.ROTATION_ANGLES = [0]
+    # Rotation test-time augmentation angles (upstream; only () is supported).
+    _C.TEST.AUG.ROTATION_ANGLES = ()
 
     # Weight of the mask head's loss when DensePose is trained with masks (multi-task).
     _C.MODEL.ROI_MASK_HEAD.LOSS_WEIGHT = 1.0
@@ -153,10 +243,85 @@ def add_densepose_config(cfg: CN) -> CN:
     # labelled + pseudo-labelled images; () = detectron2's uniform sampling of their union.
     _C.DATASETS.TRAIN_RATIOS = ()
 
+    # Mean teacher (densepose_ext.modeling.mean_teacher): an EMA teacher whose outputs on a
+    # differently augmented view are consistency targets for the student on every image;
+    # images of datasets without annotations get only the consistency cost.
+    _C.MEAN_TEACHER = CN()
+    _C.MEAN_TEACHER.ENABLED = False
+    # Teacher EMA decay while the consistency weight ramps up, and after (the paper: 0.99,
+    # 0.999); 0 and 0 make the teacher a copy of the student (the Pi-model control).
+    _C.MEAN_TEACHER.EMA_DECAY_RAMPUP = 0.99
+    _C.MEAN_TEACHER.EMA_DECAY = 0.999
+    # Largest weight of the consistency costs, reached after RAMPUP_ITERS iterations along
+    # exp(-5 (1 - t)^2) (0: no ramp-up).
+    _C.MEAN_TEACHER.CONSISTENCY_WEIGHT = 1.0
+    _C.MEAN_TEACHER.RAMPUP_ITERS = 1000
+    # Per-task multipliers of the costs (box classes, masks, keypoint heatmaps, DensePose).
+    _C.MEAN_TEACHER.BOX_WEIGHT = 1.0
+    _C.MEAN_TEACHER.MASK_WEIGHT = 1.0
+    _C.MEAN_TEACHER.KEYPOINT_WEIGHT = 1.0
+    _C.MEAN_TEACHER.DENSEPOSE_WEIGHT = 1.0
+    # Teacher detections with at least this score, at most this many per image, are the ROIs.
+    _C.MEAN_TEACHER.TEACHER_SCORE_THRESH = 0.5
+    _C.MEAN_TEACHER.TEACHER_MAX_BOXES = 20
+    # The teacher's view of a training image: mirrored with this probability, resized by a
+    # factor drawn from SCALE_RANGE, per-channel gain 1 + N(0, s) and offset 127.5 N(0, s).
+    _C.MEAN_TEACHER.VIEW = CN()
+    _C.MEAN_TEACHER.VIEW.FLIP_PROB = 0.5
+    _C.MEAN_TEACHER.VIEW.SCALE_RANGE = (0.8, 1.2)
+    _C.MEAN_TEACHER.VIEW.COLOR_NOISE = 0.1
+    # Which model the evaluations measure: "teacher", "student" or "both" (student metrics
+    # then carry a "_student" suffix).
+    _C.MEAN_TEACHER.EVAL_MODEL = "teacher"
+
+    # --- More upstream keys (merge only; non-defaults refused at model build, see above).
+    # HRNet / HRFPN backbone settings (upstream's build_hrfpn_backbone, not implemented here).
+    _C.MODEL.HRNET = CN()
+    _C.MODEL.HRNET.STEM_INPLANES = 64
+    # per stage: modules, branches, block type, blocks and channels per branch, fusion
+    for stage, branches, modules in (("STAGE2", 2, 1), ("STAGE3", 3, 4), ("STAGE4", 4, 3)):
+        node = _C.MODEL.HRNET[stage] = CN()
+        node.NUM_MODULES = modules
+        node.NUM_BRANCHES = branches
+        node.BLOCK = "BASIC"
+        node.NUM_BLOCKS = [4] * branches
+        node.NUM_CHANNELS = [32 * 2**k for k in range(branches)]
+        node.FUSE_METHOD = "SUM"
+    _C.MODEL.HRNET.HRFPN = CN()
+    _C.MODEL.HRNET.HRFPN.OUT_CHANNELS = 256
+    # Bootstrapping on unlabelled data (upstream): extra datasets, model producing their labels.
+    _C.BOOTSTRAP_DATASETS = []
+    _C.BOOTSTRAP_MODEL = CN()
+    _C.BOOTSTRAP_MODEL.WEIGHTS = ""
+    _C.BOOTSTRAP_MODEL.DEVICE = "cuda"
+    # Category remapping / whitelisting per dataset and class-to-mesh names (upstream, CSE).
+    _C.DATASETS.CATEGORY_MAPS = CN(new_allowed=True)
+    _C.DATASETS.WHITELISTED_CATEGORIES = CN(new_allowed=True)
+    _C.DATASETS.CLASS_TO_MESH_NAME_MAPPING = CN(new_allowed=True)
+    # Upstream evaluator options. TYPE "iou" (charts) and MIN_IOU_THRESHOLD 0.5 are what our
+    # evaluator does; STORAGE ("none" / "ram" / "file") and DISTRIBUTED_INFERENCE only tune
+    # upstream's memory use and are accepted and ignored.
+    _C.DENSEPOSE_EVALUATION = CN()
+    _C.DENSEPOSE_EVALUATION.TYPE = "iou"
+    _C.DENSEPOSE_EVALUATION.STORAGE = "none"
+    _C.DENSEPOSE_EVALUATION.MIN_IOU_THRESHOLD = 0.5
+    _C.DENSEPOSE_EVALUATION.DISTRIBUTED_INFERENCE = True
+    # Mesh-alignment evaluation of CSE models, and its meshes (unsupported).
+    _C.DENSEPOSE_EVALUATION.EVALUATE_MESH_ALIGNMENT = False
+    _C.DENSEPOSE_EVALUATION.MESH_ALIGNMENT_MESH_NAMES = []
+
     # Directory of the official DensePose data files (SMPL_subdiv.mat, Pdist_matrix.pkl,
     # SMPL_SUBDIV_TRANSFORM.mat, UV_symmetry_transforms.mat) used for flips and evaluation
     # instead of what the dataset metadata names; "" = follow the metadata.
     _C.DENSEPOSE_DATA_DIR = ""
+
+    # DensePose evaluation protocol (densepose_ext.evaluation.protocol): "detectron2" is
+    # bit-compatible with the official detectron2 v0.6 evaluator (points at dp/255, truncated
+    # boxes, its ignore rules and GT masks); "exact" uses the renderer's pixel-centre
+    # conventions, which the embedded datasets are rendered with (their configs pin it).
+    if "DENSEPOSE_EVALUATION" not in _C:
+        _C.DENSEPOSE_EVALUATION = CN()
+    _C.DENSEPOSE_EVALUATION.PROTOCOL = "detectron2"
     return cfg
 
 

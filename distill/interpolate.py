@@ -213,7 +213,7 @@ def build_teacher(config_file: str, weights: str, opts: Sequence[str] = ()):
     cfg.MODEL.WEIGHTS = ""
     cfg.freeze()
     model = build_model(cfg)
-    DensePoseCheckpointer(model).load(weights)
+    DensePoseCheckpointer.from_config(cfg, model).load(weights)
     model.eval()
     return model, cfg
 

@@ -124,3 +124,22 @@ def test_stage1_is_the_multitask_model(batch):
     second = _predict(cascade, batch)
     assert {"pred_densepose", "pred_masks", "pred_keypoints"} <= set(second[0].get_fields())
     assert not torch.allclose(second[0].pred_densepose.u, first[0].pred_densepose.u)
+
+
+def test_cascade_with_the_densepose_decoder(batch):
+    """DECODER_ON (upstream's default): DensePose stages pool the decoder's map, whose width
+    (DECODER_NUM_CLASSES) sets DensePose's stage-2 fusion; training reaches the decoder."""
+    decoder = {"MODEL.ROI_DENSEPOSE_HEAD.DECODER_ON": True,
+               "MODEL.ROI_DENSEPOSE_HEAD.DECODER_CONV_DIMS": 16,
+               "MODEL.ROI_DENSEPOSE_HEAD.DECODER_NUM_CLASSES": 24}
+    model = tiny_model(**CASCADE, **decoder)
+    heads = model.roi_heads
+    assert heads.cascade["densepose"].in_channels == 24 + 77 + 1 + 17
+    assert heads.cascade["densepose"].fuse.weight.shape[0] == 24
+    assert heads.cascade["mask"].in_channels == 32 + 77 + 1 + 17  # masks: FPN levels
+    losses = _losses(model, batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+    (losses["loss_densepose_U"] + losses["loss_densepose_I_stage1"]).backward()
+    assert _grad_norms(model)["decoder"] > 0
+    out = _predict(model, batch)
+    assert out[0].pred_densepose.u.shape[1:] == (25, 28, 28)

@@ -1,11 +1,17 @@
 """Checkpoints: save -> load gives identical outputs; upstream detectron2 and Caffe2 DensePose
-layouts load with no missing or unexpected DensePose keys; mismatches are reported."""
+layouts load with no missing or unexpected DensePose keys; mismatches are refused (or, when
+allowed, reported)."""
 import pickle
 
+import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-from densepose_ext.modeling import DensePoseCheckpointer, convert_densepose_keys
+from densepose_ext.modeling import (
+    DensePoseCheckpointer,
+    DensePoseCheckpointError,
+    convert_densepose_keys,
+)
 from test_heads import tiny_model
 
 _C2_PRED = {"ann_index_lowres": "AnnIndex_lowres", "index_uv_lowres": "Index_UV_lowres",
@@ -72,12 +78,14 @@ def test_caffe2_densepose_blobs_load(tmp_path):
         assert torch.equal(dst.state_dict()[k], src.state_dict()[k]), k
 
 
-def test_mismatch_is_reported(tmp_path):
+def test_mismatch_is_refused_or_reported(tmp_path):
     state = dict(tiny_model(seed=0).state_dict())
     state.pop("roi_heads.densepose_predictor.u_lowres.bias")
     state["roi_heads.densepose_head.body_conv_fcn9.weight"] = torch.zeros(1)
     torch.save({"model": state}, tmp_path / "partial.pth")
-    ckpt = DensePoseCheckpointer(tiny_model(seed=1))
+    with pytest.raises(DensePoseCheckpointError, match="u_lowres.bias.*body_conv_fcn9.weight"):
+        DensePoseCheckpointer(tiny_model(seed=1)).load(str(tmp_path / "partial.pth"))
+    ckpt = DensePoseCheckpointer(tiny_model(seed=1), allow_partial=True)
     ckpt.load(str(tmp_path / "partial.pth"))
     assert ckpt.densepose_missing_keys == ["roi_heads.densepose_predictor.u_lowres.bias"]
     assert ckpt.densepose_unexpected_keys == ["roi_heads.densepose_head.body_conv_fcn9.weight"]

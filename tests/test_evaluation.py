@@ -229,7 +229,7 @@ def toy_eval(body):
 
 def test_perfect_detections_give_ap_100(body, toy_eval):
     coco_gt, results = toy_eval
-    out = evaluate_densepose_results(coco_gt, results, body, "paper")
+    out = evaluate_densepose_results(coco_gt, results, body, "paper", protocol="exact")
     for task in ("densepose_gps", "densepose_gpsm", "densepose_gps_coarse_part"):
         assert out[task]["AP"] == pytest.approx(100.0), task
         assert out[task]["AP50"] == pytest.approx(100.0) and out[task]["AR"] == pytest.approx(100)
@@ -244,7 +244,8 @@ def test_perfect_detections_give_ap_100(body, toy_eval):
 def test_missed_person_halves_recall(body, toy_eval):
     coco_gt, results = toy_eval
     # keep only the detection of person 1 (image 1) and the non-DensePose one
-    out = evaluate_densepose_results(coco_gt, [results[0], results[3]], body, "paper")
+    out = evaluate_densepose_results(coco_gt, [results[0], results[3]], body, "paper",
+                                     protocol="exact")
     gps = out["densepose_gps"]
     assert gps["AR"] == pytest.approx(100 / 3)
     assert gps["AP"] == pytest.approx(100 * 34 / 101)  # precision 1 up to recall 1/3
@@ -256,18 +257,18 @@ def test_background_detections_are_false_positives(body, toy_eval):
     bad = json.loads(json.dumps(results))
     empty = _box_iuv((48, 64), [], [], [], [], [])
     bad.append(_result(1, (10.0, 20.0, 64.0, 48.0), empty, 0.95))  # highest DensePose score
-    out = evaluate_densepose_results(coco_gt, bad, body, "paper")
+    out = evaluate_densepose_results(coco_gt, bad, body, "paper", protocol="exact")
     assert out["densepose_gps"]["AR"] == pytest.approx(100.0)
     assert out["densepose_gps"]["AP"] < 100.0
 
 
 def test_empty_results_and_bad_records(body, toy_eval):
     coco_gt, results = toy_eval
-    out = evaluate_densepose_results(coco_gt, [], body)
+    out = evaluate_densepose_results(coco_gt, [], body, protocol="exact")
     assert out["densepose_gps"]["AP"] == 0.0 and out["densepose_pointwise"]["auc10"] == 0.0
     broken = dict(results[0], densepose={"iuv_png": "not base64!"})
     with pytest.raises(DensePoseEvaluationError, match="detection id=1 .*base64"):
-        evaluate_densepose_results(coco_gt, [broken], body)
+        evaluate_densepose_results(coco_gt, [broken], body, protocol="exact")
     with pytest.raises(DensePoseEvaluationError, match="not in the ground truth"):
         build_coco_detections(coco_gt, [dict(results[0], image_id=99)])
 
@@ -322,7 +323,7 @@ def test_evaluator_end_to_end_on_embedded_mini(body, tmp_path):
     dicts = [d for d in dicts if any("dp_x" in a for a in d["annotations"])]
     assert len(dicts) >= 4 and all("dense_file" in d for d in dicts)
     evaluator = DensePoseEvaluator("densepose_embedded_mini", output_dir=str(tmp_path),
-                                   body_model=body)
+                                   body_model=body, protocol="exact")  # rendered data
     evaluator.reset()
     for d in dicts:
         evaluator.process([{"image_id": d["image_id"]}], [_perfect_outputs(d)])
@@ -336,6 +337,7 @@ def test_evaluator_end_to_end_on_embedded_mini(body, tmp_path):
         assert np.isfinite(s[key])
     metrics = json.loads((tmp_path / "densepose_metrics.json").read_text())
     assert metrics["normalization"]["name"] == "coarse_part"
+    assert metrics["protocol"]["name"] == "exact"
     assert metrics["densepose_summary"]["gps_ap"] == pytest.approx(s["gps_ap"])
     saved = json.loads((tmp_path / "coco_densepose_results.json").read_text())
     assert len(saved) == sum(len([a for a in d["annotations"] if "dp_x" in a]) for d in dicts)
@@ -361,7 +363,8 @@ def test_evaluator_uses_official_data_files_from_metadata(body, toy_eval, tmp_pa
     try:
         official = load_body_for_dataset(name)
         assert official is not body and official.num_vertices == body.num_vertices
-        evaluator = DensePoseEvaluator(name, distributed=False, normalization="paper")
+        evaluator = DensePoseEvaluator(name, distributed=False, normalization="paper",
+                                       protocol="exact")
         evaluator._predictions = [{"image_id": i, "results": [r for r in results
                                                              if r["image_id"] == i]}
                                   for i in (1, 2)]

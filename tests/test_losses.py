@@ -115,16 +115,20 @@ def mini_dicts():
     return annotated[:2]
 
 
-def test_zero_densepose_batch_gives_zero_losses_with_grads(mini_dicts):
-    model = tiny_model().train()
+@pytest.mark.parametrize("decoder", [False, True])
+def test_zero_densepose_batch_gives_zero_losses_with_grads(mini_dicts, decoder):
+    model = tiny_model(**{"MODEL.ROI_DENSEPOSE_HEAD.DECODER_ON": decoder}).train()
     with EventStorage(0):
         losses = model(_batch(mini_dicts, with_densepose=False))
     for k in LOSS_NAMES:
         assert losses[k].item() == 0.0 and losses[k].requires_grad
     sum(losses[k] for k in LOSS_NAMES).backward()
+    checked = 0
     for name, p in model.roi_heads.named_parameters():
-        if name.startswith(("densepose_head", "densepose_predictor")):
+        if name.startswith(("densepose_head", "densepose_predictor", "decoder")):
             assert p.grad is not None and torch.all(p.grad == 0), name
+            checked += name.startswith("decoder")
+    assert (checked > 0) == decoder
 
 
 def test_losses_decrease_when_overfitting_two_images(mini_dicts):

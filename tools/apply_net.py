@@ -68,7 +68,7 @@ def main(argv=None) -> Path:
     cfg.MODEL.WEIGHTS = ""  # loaded below, through the DensePose-aware checkpointer
     cfg.freeze()
     predictor = DefaultPredictor(cfg)
-    DensePoseCheckpointer(predictor.model).load(args.weights)
+    DensePoseCheckpointer.from_config(cfg, predictor.model).load(args.weights)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,8 @@ def _sync(device: str) -> None:
 #: parts of a GeneralizedRCNN timed by --profile (those the model has)
 PROFILED_MODULES = ("backbone", "proposal_generator", "roi_heads")
 PROFILED_ROI_PARTS = ("box_pooler", "box_head", "box_predictor", "mask_pooler", "mask_head",
-                      "keypoint_pooler", "keypoint_head", "densepose_pooler", "densepose_head",
-                      "densepose_predictor", "densepose_losses")
+                      "keypoint_pooler", "keypoint_head", "decoder", "densepose_pooler",
+                      "densepose_head", "densepose_predictor", "densepose_losses")
 
 
 class _Timer:
@@ -135,7 +135,7 @@ def benchmark_inference(cfg, images: int, warmup: int) -> dict:
     if cfg.MODEL.WEIGHTS:  # a trained model: realistic numbers of detections per image
         from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
 
-        DensePoseCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        DensePoseCheckpointer.from_config(cfg, model).load(cfg.MODEL.WEIGHTS)
     model.eval()
     loader = Trainer.build_test_loader(cfg, cfg.DATASETS.TEST[0])
     times, sizes = [], set()

@@ -143,9 +143,45 @@ class BodyModel:
         """Nearest surface point (face index (P,), barycentrics (P,3)) of chart points."""
         return self.charts.iuv_to_surface(I, U, V)
 
-    def iuv_to_vertex(self, I: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Geodesic-set vertex (P,) of the nearest chart vertex of part I in UV (-1: invalid)."""
-        return self.charts.iuv_to_vertex(I, U, V)
+    def iuv_to_vertex(self, I: np.ndarray, U: np.ndarray, V: np.ndarray,
+                      ties: str = "tree") -> np.ndarray:
+        """Geodesic-set vertex (P,) of the nearest chart vertex of part I in UV (-1: invalid);
+        ``ties="first"``: the exhaustive search's choice (see ``Charts.iuv_to_chart_vertex``)."""
+        return self.charts.iuv_to_vertex(I, U, V, ties)
+
+    def quantized_vertex_table(self, ties: str = "tree") -> np.ndarray:
+        """(25,256,256) int32 geodesic-set vertex of every (I, uint8 U, uint8 V) (see
+        ``Charts.quantized_vertex_table``); cached in memory, and on disk next to the body's
+        other artefacts (embedded body) or under ``cache_dir()/densepose_eval`` (official
+        files, keyed by a hash of their charts)."""
+        key = ("table", ties)
+        if key in self.charts._vertex_trees:
+            return self.charts._vertex_trees[key]
+        with self._lock:
+            path = self._table_path(ties)
+            if path is not None and path.is_file():
+                try:
+                    table = np.load(path)
+                    if table.shape == (25, 256, 256):
+                        self.charts._vertex_trees[key] = table
+                        return table
+                except (OSError, ValueError):
+                    pass
+            table = self.charts.quantized_vertex_table(ties)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _npy_save(path, table)
+            return table
+
+    def _table_path(self, ties: str) -> Optional[Path]:
+        if self.cache_path is not None:
+            return self.cache_path / f"vertex_table_{ties}.npy"
+        h = hashlib.sha1(b"vertex_table" + BODY_MODEL_VERSION.encode())
+        for arr in (self.charts.chart_part, self.charts.chart_uv, self.charts.chart_to_vertex):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        for name in ("charts.py", "body_model.py"):
+            h.update((Path(__file__).parent / name).read_bytes())
+        return cache_dir() / "densepose_eval" / f"vertex_table_{ties}_{h.hexdigest()[:16]}.npy"
 
     def surface_points(self, face_idx: np.ndarray, bary: np.ndarray,
                        vertices: Optional[np.ndarray] = None) -> np.ndarray:
@@ -197,8 +233,18 @@ class BodyModel:
         """Body model for evaluation from a directory of official DensePose data files.
 
         Charts hold the chart vertices (parts, UV, index into the ``Pdist_matrix`` vertices);
-        chart faces are available only when ``SMPL_subdiv.mat`` carries ``faces``.
+        chart faces are available only when ``SMPL_subdiv.mat`` carries ``faces``. Loaded once
+        per process: later calls with the same directory (and unchanged files) return the same
+        object.
         """
+        key = _official_key(directory, smpl_path)
+        with _BODY_LOCK:
+            if key not in _OFFICIAL:
+                _OFFICIAL[key] = cls._load_official(directory, smpl_path)
+            return _OFFICIAL[key]
+
+    @classmethod
+    def _load_official(cls, directory: PathLike, smpl_path: Optional[PathLike]) -> "BodyModel":
         files = DensePoseDataFiles.load(directory)
         if files.chart_faces is not None:
             faces = files.chart_faces
@@ -252,6 +298,16 @@ def build_body_model(template=None, directory: Optional[PathLike] = None) -> Bod
 
 _BODY: Optional[BodyModel] = None
 _BODY_LOCK = threading.Lock()
+#: official-file bodies loaded by this process, by directory and file stamps
+_OFFICIAL: Dict[tuple, BodyModel] = {}
+
+
+def _official_key(directory: PathLike, smpl_path: Optional[PathLike]) -> tuple:
+    """Directory, SMPL path and (name, size, mtime) of every file in the directory."""
+    d = Path(directory).resolve()
+    stamps = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                          for p in d.iterdir() if p.is_file())) if d.is_dir() else ()
+    return str(d), str(smpl_path), stamps
 
 
 def get_body_model() -> BodyModel:

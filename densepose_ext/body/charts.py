@@ -137,23 +137,107 @@ class Charts:
             bary_out[sel] = b
         return face_out, bary_out
 
-    def iuv_to_vertex(self, I: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
-        """Mesh vertex (P,) whose chart vertex of part I is nearest to (U,V); -1 if invalid."""
+    def _part_vertices(self, part: int) -> Optional[Tuple[cKDTree, np.ndarray]]:
+        """KD-tree over the UV of part ``part``'s chart vertices, and their chart ids."""
+        if part not in self._vertex_trees:
+            ids = np.flatnonzero(self.chart_part == part)
+            self._vertex_trees[part] = (cKDTree(self.chart_uv[ids]), ids) if len(ids) else None
+        return self._vertex_trees[part]
+
+    def iuv_to_chart_vertex(self, I: np.ndarray, U: np.ndarray, V: np.ndarray,
+                            ties: str = "tree") -> np.ndarray:
+        """Chart vertex (P,) of part I nearest to (U,V) in UV; -1 for invalid parts.
+
+        ``ties="tree"``: the KD-tree's nearest neighbour (fast; which of several equidistant
+        vertices wins is the tree's choice). ``ties="first"``: the exhaustive search's answer,
+        the lowest chart id among the vertices at the smallest distance sqrt(du^2 + dv^2)
+        (computed as scipy's ``cdist`` does, bit for bit), as DensePose's official evaluator
+        picks it; the tree only proposes candidates, and rows whose candidates could miss a
+        tie are searched exhaustively.
+        """
+        if ties not in ("tree", "first"):
+            raise ValueError(f"ties must be 'tree' or 'first', got {ties!r}")
         I, q = _iuv_query(I, U, V)
         out = np.full(len(I), -1, dtype=np.int64)
         for part in np.unique(I):
-            if not 1 <= part <= NUM_PARTS:
-                continue
-            if part not in self._vertex_trees:
-                ids = np.flatnonzero(self.chart_part == part)
-                self._vertex_trees[part] = (cKDTree(self.chart_uv[ids]), ids) if len(ids) else None
-            entry = self._vertex_trees[part]
+            entry = self._part_vertices(int(part)) if 1 <= part <= NUM_PARTS else None
             if entry is None:
                 continue
+            tree, ids = entry
             sel = np.flatnonzero(I == part)
-            _, nn = entry[0].query(q[sel])
-            out[sel] = self.chart_to_vertex[entry[1][nn]]
+            if ties == "tree":
+                out[sel] = ids[tree.query(q[sel])[1]]
+            else:
+                out[sel] = _first_nearest(q[sel], self.chart_uv[ids], ids, tree)
         return out
+
+    def iuv_to_vertex(self, I: np.ndarray, U: np.ndarray, V: np.ndarray,
+                      ties: str = "tree") -> np.ndarray:
+        """Mesh vertex (P,) whose chart vertex of part I is nearest to (U,V); -1 if invalid
+        (``ties``: see :meth:`iuv_to_chart_vertex`)."""
+        chart = self.iuv_to_chart_vertex(I, U, V, ties)
+        return np.where(chart >= 0, self.chart_to_vertex[np.maximum(chart, 0)], -1)
+
+    def quantized_vertex_table(self, ties: str = "tree") -> np.ndarray:
+        """(25, 256, 256) int32 table: mesh vertex nearest to chart point (I, qU/255, qV/255)
+        for every part I and uint8 qU, qV (row I = 0: -1), so that looking up predictions
+        stored as uint8 IUV is one gather.
+
+        ``ties="tree"`` queries U = float32(qU) / 255 (the float32 values decoded result maps
+        carry) and returns exactly what :meth:`iuv_to_vertex` returns for them;
+        ``ties="first"`` queries U = qU / 255.0 in float64 with the exhaustive-search
+        semantics of the official evaluator. Built once per chart set and kept in memory.
+        """
+        key = ("table", ties)
+        if key not in self._vertex_trees:
+            q = np.arange(256)
+            if ties == "tree":
+                qf = (q.astype(np.float32) / np.float32(255.0)).astype(np.float64)
+            else:
+                qf = q / 255.0
+            uu, vv = np.meshgrid(qf, qf, indexing="ij")  # [qU, qV]
+            table = np.full((NUM_PARTS + 1, 256, 256), -1, np.int32)
+            parts = np.repeat(np.arange(1, NUM_PARTS + 1), 256 * 256)
+            flat = self.iuv_to_vertex(parts, np.tile(uu.ravel(), NUM_PARTS),
+                                      np.tile(vv.ravel(), NUM_PARTS), ties)
+            table[1:] = flat.reshape(NUM_PARTS, 256, 256)
+            self._vertex_trees[key] = table
+        return self._vertex_trees[key]
+
+
+def _first_nearest(q: np.ndarray, uv: np.ndarray, ids: np.ndarray, tree: cKDTree,
+                   k: int = 8) -> np.ndarray:
+    """Chart ids (S,) of the exhaustive nearest neighbours of points q (S,2) among the part's
+    vertices uv (n,2) with chart ids ``ids`` (ascending): smallest sqrt(du*du + dv*dv), lowest
+    id among equal distances. The tree's k nearest are the candidates; a row whose k-th
+    candidate is not clearly farther than its best (a possible tie outside the candidates)
+    is searched over all the part's vertices."""
+    k = min(k, len(ids))
+    _, cand = tree.query(q, k=k)
+    cand = cand.reshape(len(q), k)
+    out = _best_first(q, uv[cand], ids[cand])
+    if k < len(ids):
+        d = _distances(q, uv[cand])
+        unsure = np.flatnonzero(d.max(axis=1) <= d.min(axis=1) * (1 + 1e-9) + 1e-12)
+        for start in range(0, len(unsure), 256):
+            rows = unsure[start:start + 256]
+            out[rows] = _best_first(q[rows], np.broadcast_to(uv, (len(rows),) + uv.shape),
+                                    np.broadcast_to(ids, (len(rows), len(ids))))
+    return out
+
+
+def _distances(q: np.ndarray, cand_uv: np.ndarray) -> np.ndarray:
+    """(S,k) Euclidean distances of q (S,2) to candidates (S,k,2), rounded as scipy's cdist."""
+    du = cand_uv[..., 0] - q[:, None, 0]
+    dv = cand_uv[..., 1] - q[:, None, 1]
+    return np.sqrt(du * du + dv * dv)
+
+
+def _best_first(q: np.ndarray, cand_uv: np.ndarray, cand_ids: np.ndarray) -> np.ndarray:
+    """Lowest candidate id among the candidates at the smallest distance, per row."""
+    d = _distances(q, cand_uv)
+    at_min = d == d.min(axis=1, keepdims=True)
+    return np.where(at_min, cand_ids, np.iinfo(np.int64).max).min(axis=1)
 
 
 def _locate_in_triangles(q: np.ndarray, tri: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

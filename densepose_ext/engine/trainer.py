@@ -14,8 +14,12 @@ from ..data import (DensePoseDatasetMapper, PersonCropMapper, build_mixed_train_
                     build_person_crop_train_loader)
 from ..evaluation import DensePoseEvaluator, Pose3DEvaluator
 from ..modeling.checkpoint import DensePoseCheckpointer
+from ..modeling.mean_teacher import MeanTeacherModel
 from ..modeling.pose3d import classes_file_for_cfg, load_or_build_pose_classes
 from ..modeling.test_time_augmentation import DensePoseRCNNWithTTA
+
+from .mean_teacher import (MeanTeacherHook, evaluate_mean_teacher, register_teacher,
+                           unwrap_mean_teacher)
 
 __all__ = ["Trainer"]
 
@@ -47,10 +51,25 @@ class Trainer(DefaultTrainer):
 
     def build_hooks(self):
         # The checkpointer must exist before the default hooks capture it.
-        self.checkpointer = DensePoseCheckpointer(
-            self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        self.checkpointer = DensePoseCheckpointer.from_config(
+            self.cfg, self._trainer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
         )
-        return super().build_hooks()
+        register_teacher(self.checkpointer, self._trainer.model)
+        hooks = super().build_hooks()
+        mean_teacher = unwrap_mean_teacher(self._trainer.model)
+        if mean_teacher is not None:  # EMA update before the step's checkpoint and evaluation
+            mt = self.cfg.MEAN_TEACHER
+            hooks.insert(2, MeanTeacherHook(mean_teacher, mt.RAMPUP_ITERS, mt.EMA_DECAY_RAMPUP,
+                                            mt.EMA_DECAY))
+        return hooks
+
+    @classmethod
+    def build_model(cls, cfg):
+        """The config's model; under MEAN_TEACHER.ENABLED wrapped with its EMA teacher."""
+        model = super().build_model(cfg)
+        if cfg.MEAN_TEACHER.ENABLED:
+            model = MeanTeacherModel(cfg, model)
+        return model
 
     @property
     def last_eval_results(self):
@@ -100,7 +119,8 @@ class Trainer(DefaultTrainer):
             body = (BodyModel.from_official_files(cfg.DENSEPOSE_DATA_DIR)
                     if cfg.DENSEPOSE_DATA_DIR else None)  # None: as the dataset metadata says
             evaluators.append(
-                DensePoseEvaluator(dataset_name, output_dir=output_folder, body_model=body)
+                DensePoseEvaluator(dataset_name, output_dir=output_folder, body_model=body,
+                                   protocol=cfg.DENSEPOSE_EVALUATION.PROTOCOL)
             )
         if cfg.MODEL.get("POSE3D_ON", False):
             evaluators.append(Pose3DEvaluator(
@@ -113,6 +133,10 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None) -> OrderedDict:
+        mean_teacher = unwrap_mean_teacher(model)
+        if mean_teacher is not None:  # the teacher, the student or both (MEAN_TEACHER.EVAL_MODEL)
+            return evaluate_mean_teacher(cfg, mean_teacher,
+                                         lambda c, m: cls.test(c, m, evaluators))
         with torch.no_grad():
             return super().test(cfg, model, evaluators)
 
@@ -125,6 +149,10 @@ class Trainer(DefaultTrainer):
                              "flips with MODEL.DENSEPOSE_FCN.TEST_AUG")
         logger.info("Running inference with test-time augmentation: scales %s, flip %s",
                     cfg.TEST.AUG.MIN_SIZES, cfg.TEST.AUG.FLIP)
+        mean_teacher = unwrap_mean_teacher(model)
+        if mean_teacher is not None:  # the student only if it alone is evaluated
+            model = (mean_teacher.student if cfg.MEAN_TEACHER.EVAL_MODEL == "student"
+                     else mean_teacher.teacher)
         tta_model = DensePoseRCNNWithTTA(cfg, model)
         evaluators = [cls.build_evaluator(cfg, name, output_folder=os.path.join(
             cfg.OUTPUT_DIR, "inference_TTA", name)) for name in cfg.DATASETS.TEST]

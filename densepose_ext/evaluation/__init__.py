@@ -1,6 +1,7 @@
-"""DensePose evaluation: GPS / GPSm AP-AR (COCO style), pointwise AUC, result export; 3D-pose
-classification (MPJPE, class accuracy)."""
+"""DensePose evaluation: GPS / GPSm AP-AR (COCO style) under the ``detectron2`` or ``exact``
+protocol, pointwise AUC, result export; 3D-pose classification (MPJPE, class accuracy)."""
 from .densepose_coco_eval import (
+    DECODED_KEY,
     IGNORE_BOX_IOU,
     METRIC_NAMES,
     DensePoseCOCOeval,
@@ -9,6 +10,7 @@ from .densepose_coco_eval import (
     PairSimilarities,
     build_coco_detections,
     decode_detection_iuv,
+    decode_detection_maps,
 )
 from .evaluator import (
     NORMALIZATION_DESCRIPTIONS,
@@ -35,12 +37,14 @@ from .iuv import (
     box_grid_size,
     chart_output_to_box_iuv,
     decode_iuv_png,
+    decode_iuv_png_uint8,
     encode_iuv_png,
     instances_to_box_iuvs,
     paste_box_map,
     paste_iuv_in_image,
 )
 from .pointwise import AUC_THRESHOLDS, auc, auc_metrics, best_gps_point_errors, error_curve
+from .protocol import DEFAULT_PROTOCOL, PROTOCOL_DESCRIPTIONS, PROTOCOLS, check_protocol
 from .pose3d import Pose3DEvaluator, evaluate_pose3d, greedy_match, pose3d_metrics
 from .results import HEADLINE_KEYS, headline_metrics, read_headline_metrics
 
@@ -48,6 +52,8 @@ __all__ = [
     "AUC_THRESHOLDS",
     "COARSE_REGION_KAPPA",
     "COARSE_REGION_OF_PART",
+    "DECODED_KEY",
+    "DEFAULT_PROTOCOL",
     "DensePoseCOCOeval",
     "DensePoseEvaluationError",
     "DensePoseEvaluator",
@@ -59,6 +65,8 @@ __all__ = [
     "NORMALIZATIONS",
     "NORMALIZATION_DESCRIPTIONS",
     "PAPER_KAPPA",
+    "PROTOCOLS",
+    "PROTOCOL_DESCRIPTIONS",
     "PairSimilarities",
     "Pose3DEvaluator",
     "auc",
@@ -67,10 +75,13 @@ __all__ = [
     "box_cells_at_points",
     "box_grid_size",
     "build_coco_detections",
+    "check_protocol",
     "chart_output_to_box_iuv",
     "collect_gt_points",
     "decode_detection_iuv",
+    "decode_detection_maps",
     "decode_iuv_png",
+    "decode_iuv_png_uint8",
     "encode_iuv_png",
     "error_curve",
     "evaluate_densepose_results",

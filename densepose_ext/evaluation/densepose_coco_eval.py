@@ -1,42 +1,63 @@
 """COCO-style AP/AR for DensePose with GPS or GPSm in place of IoU.
 
-``DensePoseCOCOeval`` subclasses pycocotools' ``COCOeval``: only the similarity matrix
-(``computeIoU``), the GT ignore flags and two DensePose-specific ignore rules change, so
-matching, crowd handling and accumulation stay COCO's. Parameters follow the upstream DensePose
-evaluation: thresholds 0.50:0.05:0.95, area ranges all / medium (32^2..96^2) / large (> 96^2),
-maxDets 20.
+``DensePoseCOCOeval`` subclasses pycocotools' ``COCOeval``: the similarity, the GT ignore flags,
+the per-image matching and the DensePose-specific ignore rules are ours; accumulation stays
+COCO's. Parameters follow the upstream DensePose evaluation: thresholds 0.50:0.05:0.95, area
+ranges all / medium (32^2..96^2) / large (> 96^2), maxDets 20.
 
-Similarities (per detection d, GT person g), computed once per image by ``PairSimilarities``:
+Similarities (per detection d, GT person g), computed once for all images by
+``PairSimilarities`` (one vectorised pass over every (detection, GT point) pair):
 
 - GPS(d, g) (see :mod:`.gps`, normalisation ``"paper"`` or ``"coarse_part"``);
 - GPSm(d, g) = sqrt(GPS(d, g) * maskIoU(d, g)) with the predicted person mask (the detection's
-  foreground pasted into the image) and the GT mask (union of the 14 ``dp_masks`` in the GT box
-  frame pasted at the GT box; the ``segmentation`` when there are no dp_masks; the box when
-  there is neither).
+  foreground placed in the image) and the GT person's mask (see :mod:`.masks`).
 
-Ignore rules (as upstream DensePose evaluation intends): GT persons without DensePose points are
-ignored like crowds; an unmatched detection whose box overlaps such a person (or a crowd) with
-box IoU >= 0.8 is ignored rather than counted as a false positive; in an image whose GT persons
-all lack DensePose points every detection is ignored. An image without any GT person keeps
-COCO semantics (its detections are false positives).
+Matching is COCO's greedy matching (by score, best available GT at or above each threshold,
+regular GT before ignored GT). Ignore rules depend on the protocol (:mod:`.protocol`):
+
+- ``"detectron2"`` (the official evaluator's): a GT person without ``dp_x`` is ignored, as is
+  one outside the area range; if all GT persons of an image are ignored (or it has none), all
+  its detections are ignored; a detection unmatched at the last threshold (0.95) whose box
+  overlaps a GT person not yet matched there (crowds always) with box IoU >= 0.8 (the highest
+  such, the later one on ties) takes that person's ignore flag at every threshold, and is
+  matched to it at the last threshold when the person is ignored.
+- ``"exact"``: GT persons without DensePose points, and crowds, are ignored; an unmatched
+  detection whose box overlaps such a person with box IoU >= 0.8 is ignored; in an image whose
+  GT persons all lack points every detection is ignored; an image without any GT person keeps
+  COCO semantics (its detections are false positives).
+
+In both, an unmatched detection outside the area range is ignored (COCO).
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..structures import decode_dp_masks
-from .gps import NORMALIZATIONS, GtPoints, collect_gt_points, gps_per_gt, has_densepose
-from .gps import prediction_errors
-from .iuv import IUV, box_grid_size, decode_iuv_png, paste_box_map
+from .gps import (
+    NORMALIZATIONS,
+    GtPoints,
+    collect_gt_points,
+    gps_from_errors,
+    has_densepose,
+    official_point_similarity,
+    point_cells,
+    quantized_point_errors,
+)
+from .iuv import IUV, box_grid_size, decode_iuv_png_uint8
+from .masks import detection_mask, gt_mask, mask_iou_matrix
+from .protocol import check_protocol
 
 __all__ = [
     "DensePoseEvaluationError",
@@ -47,34 +68,62 @@ __all__ = [
     "DensePoseCOCOeval",
     "build_coco_detections",
     "decode_detection_iuv",
+    "decode_detection_maps",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: AP/AR names reported, in order
 METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 #: box IoU from which an unmatched detection of an ignored GT person is ignored (upstream: 0.8)
 IGNORE_BOX_IOU = 0.8
 MEASURES = ("gps", "gpsm")
+#: record key under which in-process callers may hand over a detection's decoded uint8 maps
+#: (I, 255 U, 255 V), sparing the PNG decode; never written to files
+DECODED_KEY = "_iuv_uint8"
 
 
 class DensePoseEvaluationError(ValueError):
     """Malformed ground truth or detection record given to the DensePose evaluation."""
 
 
-def decode_detection_iuv(dt: dict, source: str = "detections") -> IUV:
-    """Box IUV of a result record ``{..., "densepose": {"iuv_png", "box_size": [w, h]}}``."""
+def decode_detection_maps(dt: dict, source: str = "detections"
+                          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored uint8 maps (I, 255 U, 255 V) of a result record
+    ``{..., "densepose": {"iuv_png", "box_size": [w, h]}}`` (decoded once; see DECODED_KEY)."""
     where = f"{source}: detection id={dt.get('id', '?')} (image id={dt.get('image_id', '?')})"
+    maps = dt.get(DECODED_KEY)
     dp = dt.get("densepose")
-    if not isinstance(dp, dict) or "iuv_png" not in dp:
-        raise DensePoseEvaluationError(f"{where}: missing 'densepose': {{'iuv_png': ...}}")
-    try:
-        iuv = decode_iuv_png(dp["iuv_png"])
-    except ValueError as e:
-        raise DensePoseEvaluationError(f"{where}: {e}") from None
-    expected = tuple(dp.get("box_size", (iuv[0].shape[1], iuv[0].shape[0])))
-    if (iuv[0].shape[1], iuv[0].shape[0]) != tuple(int(c) for c in expected):
+    if maps is None:
+        if not isinstance(dp, dict) or "iuv_png" not in dp:
+            raise DensePoseEvaluationError(f"{where}: missing 'densepose': {{'iuv_png': ...}}")
+        try:
+            maps = decode_iuv_png_uint8(dp["iuv_png"])
+        except ValueError as e:
+            raise DensePoseEvaluationError(f"{where}: {e}") from None
+    h, w = maps[0].shape
+    expected = tuple((dp or {}).get("box_size", (w, h)))
+    if (w, h) != tuple(int(c) for c in expected):
         raise DensePoseEvaluationError(
-            f"{where}: IUV map is {iuv[0].shape[1]}x{iuv[0].shape[0]}, box_size says {expected}")
-    return iuv
+            f"{where}: IUV map is {w}x{h}, box_size says {expected}")
+    return maps
+
+
+def _decode_all(dts: Sequence[dict]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`decode_detection_maps` of many records; PNG decoding (which releases the GIL)
+    runs on a few threads when there are many."""
+    workers = min(4, os.cpu_count() or 1)
+    todo = sum(DECODED_KEY not in d for d in dts)
+    if todo < 64 or workers < 2:
+        return [decode_detection_maps(d) for d in dts]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(decode_detection_maps, dts, chunksize=32))
+
+
+def decode_detection_iuv(dt: dict, source: str = "detections") -> IUV:
+    """Box IUV (I uint8, U float32, V float32) of a result record."""
+    I, qu, qv = decode_detection_maps(dt, source)
+    return I, qu.astype(np.float32) / 255.0, qv.astype(np.float32) / 255.0
 
 
 def build_coco_detections(coco_gt: COCO, results: Sequence[dict],
@@ -132,73 +181,210 @@ def _sorted_detections(dts: Sequence[dict], max_dets: int) -> List[dict]:
     return [dts[i] for i in order[:max_dets]]
 
 
+def _sub_points(points: GtPoints, g0: int, g1: int) -> GtPoints:
+    """The persons g0..g1-1 of ``points`` as their own :class:`GtPoints`."""
+    p0, p1 = int(points.offsets[g0]), int(points.offsets[g1])
+    return GtPoints(points.ann_ids[g0:g1], points.offsets[g0:g1 + 1] - p0, points.x[p0:p1],
+                    points.y[p0:p1], points.I[p0:p1], points.vertex[p0:p1])
+
+
+def _segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Sums of values[starts[k]:ends[k]] (0 for empty segments) of segments that tile
+    ``values`` in order (each non-empty one ends where the next non-empty one starts)."""
+    out = np.zeros(len(starts))
+    full = np.flatnonzero(ends > starts)
+    if len(full):
+        out[full] = np.add.reduceat(values, starts[full])
+    return out
+
+
 class PairSimilarities:
     """Computes and caches :class:`ImagePairs` for every (image, category).
 
-    Shared by the GPS and GPSm evaluations and the pointwise metrics, so each detection is
-    decoded and each geodesic error computed once.
+    Shared by the GPS and GPSm evaluations and the pointwise metrics. :meth:`compute` handles
+    many images at once: every detection is decoded once, and the box-map reads, closest-vertex
+    lookups (one gather in a per-part table of the uint8 U, V grid) and geodesic reads of all
+    (detection, GT point) pairs of all images are single vectorised operations.
     """
 
     def __init__(self, body, coco_gt: COCO, coco_dt: COCO, max_dets: int = 20,
-                 source: str = "ground truth"):
+                 source: str = "ground truth", protocol: str = "exact"):
         self.body = body
         self.coco_gt = coco_gt
         self.coco_dt = coco_dt
         self.max_dets = max_dets
         self.source = source
+        self.protocol = check_protocol(protocol)
         self._cache: Dict[Tuple[int, int], ImagePairs] = {}
 
     def image(self, img_id: int, cat_id: int) -> ImagePairs:
         key = (img_id, cat_id)
         if key not in self._cache:
-            self._cache[key] = self._compute(img_id, cat_id)
+            self.compute([key])
         return self._cache[key]
 
-    def _compute(self, img_id: int, cat_id: int) -> ImagePairs:
-        gts = self.coco_gt.loadAnns(self.coco_gt.getAnnIds(imgIds=[img_id], catIds=[cat_id]))
-        dts = _sorted_detections(
-            self.coco_dt.loadAnns(self.coco_dt.getAnnIds(imgIds=[img_id], catIds=[cat_id])),
-            self.max_dets)
+    def compute(self, keys: Iterable[Tuple[int, int]]) -> None:
+        """Fill the cache for all (image id, category id) ``keys`` in one pass."""
+        keys = [k for k in dict.fromkeys(keys) if k not in self._cache]
+        if not keys:
+            return
+        gts_of, dts_of = [], []
+        for img_id, cat_id in keys:
+            gts_of.append(self.coco_gt.loadAnns(
+                self.coco_gt.getAnnIds(imgIds=[img_id], catIds=[cat_id])))
+            dts_of.append(_sorted_detections(self.coco_dt.loadAnns(
+                self.coco_dt.getAnnIds(imgIds=[img_id], catIds=[cat_id])), self.max_dets))
+        all_gts = [g for gts in gts_of for g in gts]
+        all_dts = [d for dts in dts_of for d in dts]
         try:
-            points = collect_gt_points(self.body, gts, self.source)
+            points = collect_gt_points(self.body, all_gts, self.source, self.protocol)
         except ValueError as e:
             raise DensePoseEvaluationError(str(e)) from None
+        maps = _decode_all(all_dts)
+        errors, sims, g_first, d_first, p_first = self._pair_values(
+            keys, gts_of, dts_of, points, maps)
+        for k, key in enumerate(keys):
+            gts, dts = gts_of[k], dts_of[k]
+            g0, d0 = g_first[k], d_first[k]
+            sub = _sub_points(points, g0, g0 + len(gts))
+            P = len(sub.I)
+            err = errors[p_first[k]:p_first[k] + len(dts) * P].reshape(len(dts), P)
+            gps = {n: sims[n][k] for n in NORMALIZATIONS}
+            mask_iou, box_iou = self._overlaps(key[0], gts, dts, maps[d0:d0 + len(dts)])
+            self._cache[key] = ImagePairs([d["id"] for d in dts], [g["id"] for g in gts], sub,
+                                          err, gps, mask_iou, box_iou)
+
+    def _pair_values(self, keys, gts_of, dts_of, points: GtPoints, maps):
+        """Errors of all (detection, GT point) pairs, laid out image by image, detection-major,
+        and the (D,G) GPS of every image under each normalisation."""
+        n_g = np.array([len(g) for g in gts_of], np.int64)
+        n_d = np.array([len(d) for d in dts_of], np.int64)
+        g_first = np.concatenate([[0], np.cumsum(n_g)])
+        d_first = np.concatenate([[0], np.cumsum(n_d)])
+        pt_first = points.offsets[g_first]  # first point of each image
+        n_p = points.offsets[g_first[1:]] - pt_first[:-1]
+        n_pairs = n_d * n_p
+        p_first = np.concatenate([[0], np.cumsum(n_pairs)])
+        total = int(p_first[-1])
+        # pair -> (global detection, global point)
+        img_of_pair = np.repeat(np.arange(len(keys)), n_pairs)
+        local = np.arange(total) - p_first[img_of_pair]
+        det = d_first[img_of_pair] + local // np.maximum(n_p[img_of_pair], 1)
+        pt = pt_first[img_of_pair] + local % np.maximum(n_p[img_of_pair], 1)
+
+        # box maps of all detections, flattened into one buffer each
+        sizes = np.array([m[0].size for m in maps], np.int64)
+        m_first = np.concatenate([[0], np.cumsum(sizes)])[:-1]
+        grid = np.array([m[0].shape for m in maps], np.int64).reshape(-1, 2)
+        boxes = np.array([d["bbox"] for dts in dts_of for d in dts], np.float64).reshape(-1, 4)
+        flat = [np.concatenate([m[c].ravel() for m in maps]) if maps else np.zeros(0, np.uint8)
+                for c in range(3)]  # I, 255 U, 255 V
+
+        rows, cols, inside = point_cells(points.x[pt], points.y[pt], boxes[det], grid[det],
+                                         self.protocol)
+        at = m_first[det] + rows * grid[det, 1] + cols
+        I_pred = np.where(inside, flat[0][at] if total else 0, 0)
+        errors, v_pred = quantized_point_errors(self.body, points.vertex[pt], I_pred,
+                                                flat[1][at] if total else at,
+                                                flat[2][at] if total else at, self.protocol)
+
+        # (detection, person) segments: image k, detection d, person g
+        gd = []
+        for k in range(len(keys)):
+            offs = points.offsets[g_first[k]:g_first[k + 1] + 1] - pt_first[k]
+            base = p_first[k] + np.arange(n_d[k])[:, None] * n_p[k]
+            gd.append((base + offs[None, :-1], base + offs[None, 1:]))
+        starts = np.concatenate([s.ravel() for s, _ in gd]) if gd else np.zeros(0, np.int64)
+        ends = np.concatenate([e.ravel() for _, e in gd]) if gd else np.zeros(0, np.int64)
+        counts = (ends - starts).astype(np.float64)
+        I_gt = points.I[pt]
+        if self.protocol == "detectron2":
+            # the official evaluator squares in float32 when a pair's distances all are
+            # float32 matrix entries (every point predicted, none at distance 0)
+            regular = (np.isfinite(errors) & (v_pred != points.vertex[pt])).astype(np.float64)
+            seg_of_pair = np.repeat(np.arange(len(starts)), ends - starts)
+            f32 = (_segment_sums(regular, starts, ends) == counts)[seg_of_pair]
+        sims = {}
+        for norm in NORMALIZATIONS:
+            if self.protocol == "detectron2":
+                sim = official_point_similarity(errors, I_gt, norm, f32)
+            else:
+                sim = gps_from_errors(errors, I_gt, norm)
+            gps = _segment_sums(sim, starts, ends) / np.maximum(counts, 1)
+            per_image, s0 = [], 0
+            for k in range(len(keys)):
+                n = int(n_d[k] * n_g[k])
+                per_image.append(gps[s0:s0 + n].reshape(n_d[k], n_g[k]))
+                s0 += n
+            sims[norm] = per_image
+        return errors, sims, g_first, d_first, p_first
+
+    def _overlaps(self, img_id: int, gts: List[dict], dts: List[dict], maps
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+        """(D,G) mask IoU and box IoU of one image."""
+        D, G = len(dts), len(gts)
+        if not D or not G:
+            return np.zeros((D, G)), np.zeros((D, G))
         img = self.coco_gt.imgs[img_id]
         hw = (int(img["height"]), int(img["width"]))
-        D, G = len(dts), len(gts)
-        errors = np.full((D, len(points.I)), np.inf)
-        dt_masks = []
-        for k, dt in enumerate(dts):
-            iuv = decode_detection_iuv(dt)
-            errors[k] = prediction_errors(self.body, points, dt["bbox"], iuv)
-            dt_masks.append(_encode_mask(paste_box_map(iuv[0] > 0, dt["bbox"], hw)))
-        gps = {n: gps_per_gt(errors, points, n) for n in NORMALIZATIONS}
-        if D and G:
-            crowd = [int(g.get("iscrowd", 0)) for g in gts]
-            gt_masks = [self._gt_mask(g, hw) for g in gts]
-            mask_iou = np.asarray(mask_util.iou(dt_masks, gt_masks, crowd)).reshape(D, G)
-            box_iou = np.asarray(mask_util.iou([d["bbox"] for d in dts],
-                                               [g["bbox"] for g in gts], crowd)).reshape(D, G)
-        else:
-            mask_iou = np.zeros((D, G))
-            box_iou = np.zeros((D, G))
-        return ImagePairs([d["id"] for d in dts], [g["id"] for g in gts], points, errors, gps,
-                          mask_iou, box_iou)
+        crowd = [int(g.get("iscrowd", 0)) for g in gts]
+        dt_masks = [detection_mask(m[0], d["bbox"], hw, self.protocol)
+                    for d, m in zip(dts, maps)]
+        gt_masks = [self._gt_mask(g, hw) for g in gts]
+        mask_iou = mask_iou_matrix(dt_masks, gt_masks, crowd)
+        box_iou = np.asarray(mask_util.iou([d["bbox"] for d in dts],
+                                           [g["bbox"] for g in gts], crowd)).reshape(D, G)
+        return mask_iou, box_iou
 
-    def _gt_mask(self, gt: dict, hw: Tuple[int, int]) -> dict:
-        """RLE of a GT person's mask in the image (dp_masks, else segmentation, else box)."""
-        dp_masks = gt.get("dp_masks")
-        if dp_masks and any(isinstance(m, dict) for m in dp_masks):
-            frame = decode_dp_masks(dp_masks) > 0
-            return _encode_mask(paste_box_map(frame, gt["bbox"], hw))
-        if gt.get("segmentation"):
-            return self.coco_gt.annToRLE(gt)
-        box = np.ones(box_grid_size(gt["bbox"]), bool)
-        return _encode_mask(paste_box_map(box, gt["bbox"], hw))
+    def _gt_mask(self, gt: dict, hw: Tuple[int, int]):
+        try:
+            return gt_mask(gt, hw, self.protocol)
+        except (ValueError, TypeError, KeyError) as e:
+            raise DensePoseEvaluationError(
+                f"{self.source}: annotation id={gt.get('id', '?')}: bad mask ({e})") from None
 
 
-def _encode_mask(mask: np.ndarray) -> dict:
-    return mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+def _greedy_match(sim: np.ndarray, thresholds: Sequence[float], gt_ignore: Sequence[bool],
+                  crowd: Sequence[bool]) -> Optional[np.ndarray]:
+    """COCO's greedy matching of score-sorted detections to GT sorted regular-first:
+    (T,D) index of the GT each detection matches at each threshold, -1 if none (None when
+    no pair reaches the lowest threshold).
+
+    Per threshold t, each detection in turn takes the available GT (crowds stay available)
+    with the highest similarity >= t (the later one on ties), preferring regular GT: ignored
+    ones are considered only while no regular one was found. Only the pairs at or above the
+    lowest threshold are visited.
+    """
+    D, G = sim.shape
+    lowest = min(min(thresholds), 1 - 1e-10)
+    rr, cc = np.nonzero(sim >= lowest)
+    if not len(rr):
+        return None
+    out = np.full((len(thresholds), D), -1, np.int64)
+    values = sim[rr, cc].tolist()
+    cands: List[List[Tuple[int, float]]] = [[] for _ in range(D)]
+    for r, c, v in zip(rr.tolist(), cc.tolist(), values):
+        if v != 0.0:
+            cands[r].append((c, v))
+    dets = [d for d in range(D) if cands[d]]
+    for ti, t in enumerate(thresholds):
+        t = min(t, 1 - 1e-10)
+        taken = [False] * G
+        row = out[ti]
+        for d in dets:
+            best, m = t, -1
+            for g, v in cands[d]:
+                if taken[g] and not crowd[g]:
+                    continue
+                if m > -1 and not gt_ignore[m] and gt_ignore[g]:
+                    break
+                if v < best:
+                    continue
+                best, m = v, g
+            if m > -1:
+                taken[m] = True
+                row[d] = m
+    return out
 
 
 class DensePoseCOCOeval(COCOeval):
@@ -207,7 +393,8 @@ class DensePoseCOCOeval(COCOeval):
     Args:
         coco_gt, coco_dt: COCO objects of the GT (DensePose-COCO) and of the detections
             (:func:`build_coco_detections`).
-        pairs: the shared :class:`PairSimilarities` of these two.
+        pairs: the shared :class:`PairSimilarities` of these two (its protocol decides the
+            ignore rules).
         measure: ``"gps"`` or ``"gpsm"``.
         normalization: GPS normalisation, ``"paper"`` or ``"coarse_part"``.
     """
@@ -222,6 +409,7 @@ class DensePoseCOCOeval(COCOeval):
                              f"expected one of {NORMALIZATIONS}")
         super().__init__(coco_gt, coco_dt, iouType="bbox")
         self.pairs = pairs
+        self.protocol = pairs.protocol
         self.measure = measure
         self.normalization = normalization
         p = self.params
@@ -231,12 +419,33 @@ class DensePoseCOCOeval(COCOeval):
         p.areaRngLbl = ["all", "medium", "large"]
         if img_ids is not None:
             p.imgIds = sorted(img_ids)
+        self._matches: Dict[tuple, tuple] = {}
 
     def _prepare(self) -> None:
         super()._prepare()
+        official = self.protocol == "detectron2"
         for gts in self._gts.values():
             for g in gts:
-                g["ignore"] = int(bool(g["ignore"]) or not has_densepose(g))
+                if official:
+                    g["ignore"] = int("dp_x" not in g)
+                else:
+                    g["ignore"] = int(bool(g["ignore"]) or not has_densepose(g))
+
+    def evaluate(self) -> None:
+        """Per-image matching of every image, category and area range into ``evalImgs``
+        (pycocotools' layout, read by its ``accumulate``)."""
+        p = self.params
+        p.imgIds = list(np.unique(p.imgIds))
+        p.catIds = list(np.unique(p.catIds)) if p.useCats else [-1]
+        p.maxDets = sorted(p.maxDets)
+        self._prepare()
+        self.pairs.compute((i, c) for i in p.imgIds for c in p.catIds)
+        self._images, self._matches = {}, {}
+        self._thresholds = p.iouThrs.tolist()
+        max_det = p.maxDets[-1]
+        self.evalImgs = [self.evaluateImg(i, c, a, max_det)
+                         for c in p.catIds for a in p.areaRng for i in p.imgIds]
+        self._paramsEval = copy.deepcopy(p)
 
     def computeIoU(self, imgId, catId):  # noqa: N802 (COCOeval's name)
         gt = self._gts[imgId, catId]
@@ -247,29 +456,113 @@ class DensePoseCOCOeval(COCOeval):
         pairs = self.pairs.image(imgId, catId)
         rows = [pairs.dt_index[d["id"]] for d in dt]
         cols = [pairs.gt_index[g["id"]] for g in gt]
+        return self._similarity(pairs)[np.ix_(rows, cols)]
+
+    def _similarity(self, pairs: ImagePairs) -> np.ndarray:
         if self.measure == "gps":
-            sim = pairs.gps[self.normalization]
-        else:
-            sim = pairs.gpsm(self.normalization)
-        return sim[np.ix_(rows, cols)]
+            return pairs.gps[self.normalization]
+        return pairs.gpsm(self.normalization)
+
+    def _image(self, imgId, catId, maxDet) -> dict:
+        """What the matching of one image needs whatever the area range (cached)."""
+        key = (imgId, catId, maxDet)
+        if key not in self._images:
+            gts, dts = self._gts[imgId, catId], _sorted_detections(self._dts[imgId, catId], maxDet)
+            info = {"dts": dts, "dt_ids": [d["id"] for d in dts],
+                    "dt_area": [d["area"] for d in dts],
+                    "base_ignore": [bool(g["ignore"]) for g in gts],
+                    "crowd": [bool(g.get("iscrowd", 0)) for g in gts]}
+            if dts and gts:
+                pairs = self.pairs.image(imgId, catId)
+                rows = [pairs.dt_index[i] for i in info["dt_ids"]]
+                cols = [pairs.gt_index[g["id"]] for g in gts]
+                info["sim"] = self._similarity(pairs)[np.ix_(rows, cols)]
+                info["box_iou"] = pairs.box_iou[np.ix_(rows, cols)]
+            self._images[key] = info
+        return self._images[key]
 
     def evaluateImg(self, imgId, catId, aRng, maxDet):  # noqa: N802 (COCOeval's name)
-        res = super().evaluateImg(imgId, catId, aRng, maxDet)
-        if res is None or not len(res["dtIds"]) or not len(res["gtIds"]):
-            return res
-        pairs = self.pairs.image(imgId, catId)
-        gts = {g["id"]: g for g in self._gts[imgId, catId]}
-        flagged = np.array([bool(gts[g]["ignore"]) for g in res["gtIds"]])
-        dt_ignore = np.asarray(res["dtIgnore"], bool)
-        if flagged.all():
-            dt_ignore[:] = True
-        elif flagged.any():
-            rows = [pairs.dt_index[d] for d in res["dtIds"]]
-            cols = [pairs.gt_index[g] for g, f in zip(res["gtIds"], flagged) if f]
-            near = (pairs.box_iou[np.ix_(rows, cols)] >= IGNORE_BOX_IOU).any(axis=1)
-            dt_ignore |= (np.asarray(res["dtMatches"]) == 0) & near[None, :]
-        res["dtIgnore"] = dt_ignore
-        return res
+        gts = self._gts[imgId, catId]
+        if not gts and not self._dts[imgId, catId]:
+            return None
+        info = self._image(imgId, catId, maxDet)
+        lo, hi = aRng
+        ignore = [b or g["area"] < lo or g["area"] > hi
+                  for b, g in zip(info["base_ignore"], gts)]
+        order = sorted(range(len(gts)), key=ignore.__getitem__)  # stable: regular first
+        key = (imgId, catId, maxDet, tuple(ignore))
+        if key not in self._matches:
+            self._matches[key] = self._match(info, gts, order, ignore)
+        dtm, gtm, dt_ignore = self._matches[key]
+        outside = [a < lo or a > hi for a in info["dt_area"]]
+        if any(outside):
+            dt_ignore = dt_ignore | ((dtm == 0) & np.array(outside, bool)[None, :])
+        return {
+            "image_id": imgId, "category_id": catId, "aRng": aRng, "maxDet": maxDet,
+            "dtIds": info["dt_ids"], "gtIds": [gts[i]["id"] for i in order],
+            "dtMatches": dtm, "gtMatches": gtm, "dtScores": [d["score"] for d in info["dts"]],
+            "gtIgnore": np.array([ignore[i] for i in order], bool), "dtIgnore": dt_ignore,
+        }
+
+    def _match(self, info: dict, gts: List[dict], order: List[int], ignore_unsorted):
+        """(dtm (T,D) matched GT ids, gtm (T,G) matched detection ids, dtIgnore (T,D)) of
+        one image (GT in ``order``) under this protocol's rules, before the detection area
+        rule."""
+        T, D, G = len(self.params.iouThrs), len(info["dts"]), len(gts)
+        dtm, gtm = np.zeros((T, D)), np.zeros((T, G))
+        dt_ignore = np.zeros((T, D), bool)
+        ignore = [ignore_unsorted[i] for i in order]
+        official = self.protocol == "detectron2"
+        if official and all(ignore):
+            dt_ignore[:] = True  # no regular GT: nothing here counts
+            return dtm, gtm, dt_ignore
+        if not D or not G:
+            return dtm, gtm, dt_ignore
+        crowd = [info["crowd"][i] for i in order]
+        gt_ids = np.array([gts[i]["id"] for i in order], np.float64)
+        dt_ids = np.array(info["dt_ids"], np.float64)
+        match = _greedy_match(info["sim"][:, order], self._thresholds, ignore, crowd)
+        if match is not None:
+            t_idx, d_idx = np.nonzero(match >= 0)
+            g_idx = match[t_idx, d_idx]
+            dtm[t_idx, d_idx] = gt_ids[g_idx]
+            gtm[t_idx, g_idx] = dt_ids[d_idx]
+            dt_ignore[t_idx, d_idx] = np.array(ignore, bool)[g_idx]
+        box_iou = info["box_iou"][:, order]
+        if official:
+            self._official_box_rule(box_iou, dtm, gtm, dt_ignore, ignore, crowd, gt_ids, dt_ids)
+        else:
+            flagged = np.array([info["base_ignore"][i] for i in order], bool)
+            if flagged.all():
+                dt_ignore[:] = True
+            elif flagged.any():
+                near = (box_iou[:, flagged] >= IGNORE_BOX_IOU).any(axis=1)
+                dt_ignore |= (dtm == 0) & near[None, :]
+        return dtm, gtm, dt_ignore
+
+    @staticmethod
+    def _official_box_rule(box_iou, dtm, gtm, dt_ignore, ignore, crowd, gt_ids, dt_ids):
+        """The official evaluator's box-IoU rule, at its last threshold (see module doc)."""
+        last = dtm.shape[0] - 1
+        rr, cc = np.nonzero(box_iou >= IGNORE_BOX_IOU)
+        if not len(rr):
+            return
+        values = box_iou.tolist()
+        for d in sorted(set(rr.tolist())):
+            if dtm[last, d] != 0:
+                continue
+            best, m = IGNORE_BOX_IOU, -1
+            for g in cc[rr == d].tolist():
+                if gtm[last, g] > 0 and not crowd[g]:
+                    continue
+                if values[d][g] < best:
+                    continue
+                best, m = values[d][g], g
+            if m > -1:
+                dt_ignore[:, d] = ignore[m]
+                if ignore[m]:
+                    dtm[last, d] = gt_ids[m]
+                    gtm[last, m] = dt_ids[d]
 
     def run(self) -> "OrderedDict[str, float]":
         """evaluate() + accumulate() quietly; returns :meth:`metrics`."""

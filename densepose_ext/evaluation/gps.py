@@ -7,7 +7,10 @@ For a detection d and a ground-truth person g with annotated points p:
 where e_p is the geodesic distance on the body surface between the GT surface point of p (its
 (I,U,V) mapped to the nearest chart vertex of part I, ``BodyModel.iuv_to_vertex``) and the
 predicted one (the detection's (I,U,V) at p's image position, mapped the same way). Points
-outside the detection box or predicted as background have e_p = inf (contribute 0).
+outside the detection box or predicted as background have e_p = inf (contribute 0). Where p
+sits in the image and how it is read from a detection's box map follow the evaluation
+protocol (:mod:`.protocol`): ``"exact"`` x = x0 + dp_x * w / 256 read in the box cell that
+contains it; ``"detectron2"`` x = x0 + dp_x * w / 255 read at ``int(x - box_x0)``.
 
 Two normalisations, always named where a GPS number is reported:
 
@@ -27,6 +30,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from .iuv import IUV, box_cells_at_points
+from .protocol import OFFICIAL_DP_SCALE, check_protocol
 
 __all__ = [
     "NORMALIZATIONS",
@@ -43,6 +47,9 @@ __all__ = [
     "geodesic_point_similarity",
     "has_densepose",
     "errors_by_person",
+    "point_cells",
+    "quantized_point_errors",
+    "official_point_similarity",
 ]
 
 #: normalisation names accepted everywhere a GPS is computed
@@ -110,49 +117,81 @@ def has_densepose(ann: dict) -> bool:
     return "dp_x" in ann and len(ann.get("dp_x") or []) > 0
 
 
-def collect_gt_points(body, anns: Sequence[dict], source: str = "ground truth") -> GtPoints:
+def collect_gt_points(body, anns: Sequence[dict], source: str = "ground truth",
+                      protocol: str = "exact") -> GtPoints:
     """:class:`GtPoints` of person annotations (DensePose-COCO records).
 
-    Image position of a point: x = x0 + dp_x * w / 256 (GT box x0, w), same for y.
+    Image position of a point (GT box x0, w; same for y): ``"exact"`` x = x0 + dp_x * w / 256,
+    U, V clipped to [0, 1], nearest chart vertex by KD-tree; ``"detectron2"``
+    x = dp_x * w / 255 + x0 (the official evaluator's operations, in its order), U, V as
+    annotated, nearest chart vertex as its exhaustive search finds it.
     Raises ValueError naming ``source`` and the annotation id on malformed points.
     """
-    xs, ys, Is, Us, Vs, counts = [], [], [], [], [], []
+    official = check_protocol(protocol) == "detectron2"
+    cols = {k: [] for k in ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")}
+    boxes, counts = [], []
     for ann in anns:
         if not has_densepose(ann):
             counts.append(0)
             continue
-        where = (f"{source}: annotation id={ann.get('id', '?')} "
-                 f"(image id={ann.get('image_id', '?')})")
         try:
-            cols = [np.asarray(ann[k], np.float64).ravel()
-                    for k in ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{where}: malformed DensePose points ({e})") from None
-        n = len(cols[0])
-        if any(len(c) != n for c in cols):
-            raise ValueError(f"{where}: dp_x, dp_y, dp_I, dp_U, dp_V differ in length")
-        I = np.rint(cols[2]).astype(np.int64)
-        if n and (I.min() < 1 or I.max() > 24):
-            raise ValueError(f"{where}: dp_I must lie in 1..24")
-        x0, y0, w, h = (float(c) for c in ann["bbox"])
-        xs.append(x0 + cols[0] * w / DP_FRAME)
-        ys.append(y0 + cols[1] * h / DP_FRAME)
-        Is.append(I)
-        Us.append(np.clip(cols[3], 0.0, 1.0))
-        Vs.append(np.clip(cols[4], 0.0, 1.0))
-        counts.append(n)
-
-    def cat(parts: list, dtype) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-    I_all = cat(Is, np.int64)
-    vertex = (body.iuv_to_vertex(I_all, cat(Us, np.float64), cat(Vs, np.float64))
-              if len(I_all) else np.zeros(0, np.int64))
+            lengths = {len(ann[k]) for k in cols}
+            if len(lengths) != 1:
+                raise ValueError(f"{_where(ann, source)}: dp_x, dp_y, dp_I, dp_U, dp_V differ "
+                                 "in length")
+            for k, values in cols.items():
+                values.extend(ann[k])
+            x0, y0, w, h = (float(c) for c in ann["bbox"])
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{_where(ann, source)}: malformed DensePose points ({e})") from None
+        boxes.append((x0, y0, w, h))
+        counts.append(lengths.pop())
+    try:
+        dp = {k: np.asarray(v, np.float64).ravel() for k, v in cols.items()}
+    except (TypeError, ValueError) as e:
+        bad = _first_malformed(anns)
+        raise ValueError(f"{_where(bad, source)}: malformed DensePose points ({e})") from None
+    n_pts = np.array([c for c, a in zip(counts, anns) if has_densepose(a)], np.int64)
+    box = np.repeat(np.asarray(boxes, np.float64).reshape(-1, 4), n_pts, axis=0)
+    I_all = np.rint(dp["dp_I"]).astype(np.int64)
+    if len(I_all) and (I_all.min() < 1 or I_all.max() > 24):
+        bad = int(np.flatnonzero((I_all < 1) | (I_all > 24))[0])
+        owner = [a for a in anns if has_densepose(a)][int(np.searchsorted(
+            np.cumsum(n_pts), bad, side="right"))]
+        raise ValueError(f"{_where(owner, source)}: dp_I must lie in 1..24")
+    x0, y0, w, h = box.T
+    if official:
+        x = dp["dp_x"] * w / OFFICIAL_DP_SCALE + x0
+        y = dp["dp_y"] * h / OFFICIAL_DP_SCALE + y0
+        U_all, V_all = dp["dp_U"], dp["dp_V"]
+    else:
+        x = x0 + dp["dp_x"] * w / DP_FRAME
+        y = y0 + dp["dp_y"] * h / DP_FRAME
+        U_all, V_all = np.clip(dp["dp_U"], 0.0, 1.0), np.clip(dp["dp_V"], 0.0, 1.0)
+    if len(I_all):
+        vertex = (body.iuv_to_vertex(I_all, U_all, V_all, ties="first") if official
+                  else body.iuv_to_vertex(I_all, U_all, V_all))
+    else:
+        vertex = np.zeros(0, np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return GtPoints([a.get("id") for a in anns], offsets, cat(xs, np.float64),
-                    cat(ys, np.float64), I_all, np.asarray(vertex, np.int64))
+    return GtPoints([a.get("id") for a in anns], offsets, x, y, I_all,
+                    np.asarray(vertex, np.int64))
 
 
+def _where(ann: dict, source: str) -> str:
+    return f"{source}: annotation id={ann.get('id', '?')} (image id={ann.get('image_id', '?')})"
+
+
+def _first_malformed(anns: Sequence[dict]) -> dict:
+    """The first annotation whose point lists are not all numbers."""
+    for ann in anns:
+        if has_densepose(ann):
+            try:
+                for k in ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V"):
+                    np.asarray(ann[k], np.float64)
+            except (TypeError, ValueError):
+                return ann
+    return anns[0] if anns else {}
 def prediction_errors(body, gt: GtPoints, box_xywh: Sequence[float], iuv: IUV) -> np.ndarray:
     """Geodesic errors (P,) in metres of one detection (box + its box IUV) at all GT points;
     inf where the point is outside the box or predicted background."""
@@ -195,3 +234,66 @@ def geodesic_point_similarity(body, gt_ann: dict, box_xywh: Sequence[float], iuv
 def errors_by_person(errors: np.ndarray, gt: GtPoints) -> Dict[int, np.ndarray]:
     """Split errors (P,) into {person index: errors of its points}."""
     return {k: errors[gt.person_slice(k)] for k in range(len(gt.ann_ids))}
+
+
+# ---------------------------------------------------------------------- vectorised lookups
+def point_cells(x: np.ndarray, y: np.ndarray, boxes: np.ndarray, grid_hw: np.ndarray,
+                protocol: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Box-map cells (rows, cols) at image positions, and whether each lies in the box, for
+    arrays of (position, detection) pairs: x, y (N,), boxes (N,4) XYWH, grid_hw (N,2).
+
+    ``"exact"``: the cell containing the position (as :func:`.iuv.box_cells_at_points`);
+    ``"detectron2"``: ``int(x - box_x0)`` truncated toward zero (so positions less than a pixel
+    left of or above the box read its first column / row, as upstream's do), inside when below
+    ``int(w)``, ``int(h)``. Rows/cols of outside positions are clamped into the grid.
+    """
+    x0, y0, w, h = (boxes[:, k] for k in range(4))
+    hi, wi = grid_hw[:, 0], grid_hw[:, 1]
+    if check_protocol(protocol) == "detectron2":
+        cols = (x - x0).astype(np.int64)
+        rows = (y - y0).astype(np.int64)
+        inside = (cols >= 0) & (rows >= 0) & (cols < w.astype(np.int64)) & \
+                 (rows < h.astype(np.int64))
+    else:
+        cols = np.floor((x - x0) * (wi / np.maximum(w, 1e-9))).astype(np.int64)
+        rows = np.floor((y - y0) * (hi / np.maximum(h, 1e-9))).astype(np.int64)
+        inside = (cols >= 0) & (cols < wi) & (rows >= 0) & (rows < hi)
+    return np.clip(rows, 0, hi - 1), np.clip(cols, 0, wi - 1), inside
+
+
+def quantized_point_errors(body, gt_vertex: np.ndarray, I: np.ndarray, qu: np.ndarray,
+                           qv: np.ndarray, protocol: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Geodesic errors (N,) between GT vertices and predictions stored as uint8 (I, 255 U,
+    255 V), one table gather and one geodesic gather for all N; inf where the prediction is
+    background, an unknown part, or the GT point has no vertex. Also returns the predicted
+    vertex (N,) (-1: none).
+
+    ``"exact"`` reads U = float32(qu) / 255 (what the decoded maps carry) with the KD-tree
+    nearest vertex; ``"detectron2"`` reads U = qu / 255.0 with the exhaustive search's.
+    """
+    ties = "first" if check_protocol(protocol) == "detectron2" else "tree"
+    table = body.quantized_vertex_table(ties)
+    I = np.asarray(I, np.int64)
+    known = (I >= 1) & (I < table.shape[0])
+    v_pred = np.where(known, table[np.where(known, I, 0), qu, qv], -1).astype(np.int64)
+    errors = np.full(len(I), np.inf)
+    ok = np.flatnonzero((v_pred >= 0) & (gt_vertex >= 0))
+    if len(ok):
+        errors[ok] = body.geodesic_distance(gt_vertex[ok], v_pred[ok])
+    return errors, v_pred
+
+
+def official_point_similarity(errors: np.ndarray, I_gt: np.ndarray, normalization: str,
+                              float32_pair: np.ndarray) -> np.ndarray:
+    """Per-point similarity as the official evaluator rounds it: where all distances of a
+    (detection, person) pair are float32 matrix entries (every point predicted, no zero
+    distance), it squares them in float32 before dividing; elsewhere as
+    :func:`gps_from_errors`. ``float32_pair`` (N,) flags the points of such pairs."""
+    e = np.asarray(errors, np.float64)
+    sq = e * e
+    if float32_pair.any():
+        e32 = e[float32_pair].astype(np.float32)
+        sq[float32_pair] = (e32 * e32).astype(np.float64)
+    kappa = point_kappa(I_gt, normalization)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.exp(-sq / (2.0 * kappa * kappa))

@@ -7,18 +7,26 @@ in absolute image coordinates carries an IUV map of its integer size (hi, wi) =
 looked up in the cell that contains it; an image pixel takes the value of the cell that
 contains its centre. With integer boxes (as in DensePose-COCO) cells are exactly pixels.
 
+This is the ``"exact"`` protocol's convention. Under the ``"detectron2"`` protocol (see
+:mod:`.protocol`) a box map has ``int(w) x int(h)`` cells of one image pixel each, anchored at
+the box corner (cell c covers ``[x0 + c, x0 + c + 1)``), and U, V are truncated to uint8.
+
 Compact format: ``encode_iuv_png`` stores a box IUV as a base64 PNG of the uint8 image
-[I, round(255 U), round(255 V)] (RGB order), lossless for I and within 1/(2*255) for U, V.
+[I, round(255 U), round(255 V)] (RGB order), lossless for I and within 1/(2*255) for U, V
+(lossless for the detectron2 protocol's maps, whose U, V are multiples of 1/255).
 """
 from __future__ import annotations
 
 import base64
+import math
 from typing import List, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+from .protocol import check_protocol
 
 __all__ = [
     "IUV",
@@ -30,6 +38,7 @@ __all__ = [
     "paste_iuv_in_image",
     "encode_iuv_png",
     "decode_iuv_png",
+    "decode_iuv_png_uint8",
 ]
 
 #: (I uint8 (h,w), U float32 (h,w), V float32 (h,w)); I = 0 is background.
@@ -37,9 +46,12 @@ IUV = Tuple[np.ndarray, np.ndarray, np.ndarray]
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
-def box_grid_size(box_xywh: Sequence[float]) -> Tuple[int, int]:
-    """Integer size (hi, wi) of the IUV grid of a box: its width/height rounded, at least 1."""
+def box_grid_size(box_xywh: Sequence[float], protocol: str = "exact") -> Tuple[int, int]:
+    """Integer size (hi, wi) of the IUV grid of a box, at least 1: its width/height rounded
+    (``"exact"``) or truncated (``"detectron2"``, as the official converters do)."""
     w, h = float(box_xywh[2]), float(box_xywh[3])
+    if check_protocol(protocol) == "detectron2":
+        return max(int(h), 1), max(int(w), 1)
     return max(int(round(h)), 1), max(int(round(w)), 1)
 
 
@@ -48,21 +60,27 @@ def _as_tensor(x: ArrayLike) -> torch.Tensor:
 
 
 def chart_output_to_box_iuv(coarse_segm: ArrayLike, fine_segm: ArrayLike, u: ArrayLike,
-                            v: ArrayLike, box_xywh: Sequence[float]) -> IUV:
+                            v: ArrayLike, box_xywh: Sequence[float], protocol: str = "exact"
+                            ) -> IUV:
     """IUV of one instance at its box's integer size from its (C,S,S) chart outputs.
 
     The S x S maps span the box; they are resized bilinearly to (hi, wi). A pixel is
-    foreground where the coarse segmentation's argmax is 1; its part is the argmax of the fine
-    segmentation over the 24 parts (channel 0 excluded, so the foreground is exactly the coarse
-    one); U, V are that part's channels clipped to [0, 1]. Background pixels get I = U = V = 0.
+    foreground where the coarse segmentation's argmax is 1. ``"exact"``: its part is the argmax
+    of the fine segmentation over the 24 parts (channel 0 excluded, so the foreground is exactly
+    the coarse one); U, V are that part's channels clipped to [0, 1]. ``"detectron2"``: its part
+    is the argmax over all 25 channels (a foreground pixel whose background channel wins is
+    background), and U, V are truncated to multiples of 1/255 as the official quantisation
+    does. Background pixels get I = U = V = 0.
     """
-    hi, wi = box_grid_size(box_xywh)
+    hi, wi = box_grid_size(box_xywh, protocol)
     coarse, fine, uu, vv = (_as_tensor(t).float() for t in (coarse_segm, fine_segm, u, v))
     if coarse.dim() != 3 or coarse.shape[0] != 2:
         raise ValueError(f"coarse_segm must be (2,S,S), got {tuple(coarse.shape)}")
     for name, t in (("fine_segm", fine), ("u", uu), ("v", vv)):
         if t.dim() != 3 or t.shape[0] != 25:
             raise ValueError(f"{name} must be (25,S,S), got {tuple(t.shape)}")
+    if protocol == "detectron2":
+        return _official_box_iuv(coarse, fine, uu, vv, hi, wi)
     stacked = torch.cat([coarse, fine, uu, vv], dim=0)[None]
     stacked = F.interpolate(stacked, size=(hi, wi), mode="bilinear", align_corners=False)[0]
     coarse, fine, uu, vv = torch.split(stacked, [2, 25, 25, 25], dim=0)
@@ -76,12 +94,32 @@ def chart_output_to_box_iuv(coarse_segm: ArrayLike, fine_segm: ArrayLike, u: Arr
             V.cpu().numpy().astype(np.float32))
 
 
-def instances_to_box_iuvs(pred_densepose, boxes_xywh: np.ndarray) -> List[IUV]:
+def _official_box_iuv(coarse: torch.Tensor, fine: torch.Tensor, u: torch.Tensor,
+                      v: torch.Tensor, hi: int, wi: int) -> IUV:
+    """The official chart-result conversion and uint8 quantisation, same operations (resize
+    each output separately, labels = fine argmax x coarse foreground, UV of the label's
+    channel, ``uint8(255 * uv)`` truncated); U, V returned as float32 multiples of 1/255."""
+    def resize(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t[None], (hi, wi), mode="bilinear", align_corners=False)[0]
+
+    foreground = resize(coarse).argmax(dim=0) > 0
+    labels = resize(fine).argmax(dim=0) * foreground.long()
+    index = labels[None]
+    uv = torch.cat([torch.gather(resize(u), 0, index), torch.gather(resize(v), 0, index)])
+    uv = torch.where((labels > 0)[None], uv, torch.zeros_like(uv))
+    q = (uv * 255).clamp(0, 255).byte().numpy()
+    return (labels.to(torch.uint8).numpy(), q[0].astype(np.float32) / np.float32(255.0),
+            q[1].astype(np.float32) / np.float32(255.0))
+
+
+def instances_to_box_iuvs(pred_densepose, boxes_xywh: np.ndarray, protocol: str = "exact"
+                          ) -> List[IUV]:
     """Box IUVs of all instances of a chart output object (attributes coarse_segm, fine_segm,
     u, v with a leading instance dimension) for boxes (N,4) XYWH."""
     return [
         chart_output_to_box_iuv(pred_densepose.coarse_segm[k], pred_densepose.fine_segm[k],
-                                pred_densepose.u[k], pred_densepose.v[k], boxes_xywh[k])
+                                pred_densepose.u[k], pred_densepose.v[k], boxes_xywh[k],
+                                protocol)
         for k in range(len(boxes_xywh))
     ]
 
@@ -103,12 +141,14 @@ def box_cells_at_points(x: np.ndarray, y: np.ndarray, box_xywh: Sequence[float],
 def _pixel_span(start: float, size: float, cells: int, limit: int) -> Tuple[np.ndarray, np.ndarray]:
     """Image pixel indices along one axis whose centres lie in [start, start+size), and the
     grid cell of each."""
-    first = max(int(np.ceil(start - 0.5)), 0)
-    last = min(int(np.ceil(start + size - 0.5)), limit)
+    first = max(math.ceil(start - 0.5), 0)
+    last = min(math.ceil(start + size - 0.5), limit)
     pix = np.arange(first, max(last, first), dtype=np.int64)
     cell = np.floor((pix + 0.5 - start) * (cells / max(size, 1e-9))).astype(np.int64)
-    keep = (cell >= 0) & (cell < cells)
-    return pix[keep], cell[keep]
+    if len(cell) and (cell[0] < 0 or cell[-1] >= cells):  # cells grow with pix
+        keep = (cell >= 0) & (cell < cells)
+        return pix[keep], cell[keep]
+    return pix, cell
 
 
 def paste_box_map(box_map: np.ndarray, box_xywh: Sequence[float], image_hw: Tuple[int, int],
@@ -168,6 +208,12 @@ def encode_iuv_png(I: np.ndarray, U: np.ndarray, V: np.ndarray) -> str:
 
 def decode_iuv_png(data: str) -> IUV:
     """Inverse of :func:`encode_iuv_png`: (I uint8, U float32, V float32)."""
+    I, qu, qv = decode_iuv_png_uint8(data)
+    return I, qu.astype(np.float32) / 255.0, qv.astype(np.float32) / 255.0
+
+
+def decode_iuv_png_uint8(data: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stored uint8 maps (I, 255 U, 255 V) of :func:`encode_iuv_png`'s PNG."""
     try:
         raw = np.frombuffer(base64.b64decode(data, validate=True), np.uint8)
     except (ValueError, TypeError) as e:
@@ -175,5 +221,4 @@ def decode_iuv_png(data: str) -> IUV:
     bgr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
         raise ValueError("IUV data is not a 3-channel PNG image")
-    return (bgr[..., 2].copy(), bgr[..., 1].astype(np.float32) / 255.0,
-            bgr[..., 0].astype(np.float32) / 255.0)
+    return bgr[..., 2].copy(), bgr[..., 1].copy(), bgr[..., 0].copy()

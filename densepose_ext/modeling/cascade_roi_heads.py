@@ -160,14 +160,18 @@ class DensePoseCascadeROIHeads(DensePoseROIHeads):
         cross = cfg.MODEL.ROI_CASCADE_HEAD.CROSS_TASK
         inputs = {t: (list(tasks) if cross else [t]) for t in tasks}
         pooled_channels = input_shape[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+        decoder = ret.get("decoder")
+        # DensePose pools the decoder's output when it is on (mask / keypoints: the FPN levels)
+        dp_channels = decoder.out_channels if decoder is not None else pooled_channels
         stages = nn.ModuleDict()
         for task in tasks:
-            in_channels = pooled_channels + sum(channels[t] for t in inputs[task])
             if task == "densepose":
-                head = build_densepose_head(cfg, pooled_channels)
+                in_channels = dp_channels + sum(channels[t] for t in inputs[task])
+                head = build_densepose_head(cfg, dp_channels)
                 predictor = DensePoseChartPredictor(cfg, head.n_out_channels)
-                stages[task] = CascadeRefinement(in_channels, pooled_channels, head, predictor)
+                stages[task] = CascadeRefinement(in_channels, dp_channels, head, predictor)
                 continue
+            in_channels = pooled_channels + sum(channels[t] for t in inputs[task])
             resolution = (cfg.MODEL.ROI_MASK_HEAD if task == "mask"
                           else cfg.MODEL.ROI_KEYPOINT_HEAD).POOLER_RESOLUTION
             shape = ShapeSpec(channels=pooled_channels, height=resolution, width=resolution)
@@ -183,9 +187,9 @@ class DensePoseCascadeROIHeads(DensePoseROIHeads):
 
     # ---------------------------------------------------------------- both stages
     def _pool(self, features: Dict[str, torch.Tensor], boxes) -> Dict[str, torch.Tensor]:
-        """Pooled ROI features of every task (each with its own pooler)."""
-        pooled = {"densepose": self.densepose_pooler(
-            [features[f] for f in self.densepose_in_features], boxes)}
+        """Pooled ROI features of every task (each with its own pooler; DensePose's reads the
+        decoder's output when DECODER_ON)."""
+        pooled = {"densepose": self.densepose_pooler(self._densepose_features(features), boxes)}
         if self.mask_on:
             pooled["mask"] = self.mask_pooler([features[f] for f in self.mask_in_features], boxes)
         if self.keypoint_on:

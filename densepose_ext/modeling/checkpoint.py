@@ -1,30 +1,46 @@
 """Loading DensePose model-zoo checkpoints (detectron2 and Caffe2 Detectron layouts).
 
-detectron2 DensePose checkpoints name the branch ``roi_heads.densepose_head.body_conv_fcnK``
-and ``roi_heads.densepose_predictor.{ann_index_lowres, index_uv_lowres, u_lowres, v_lowres}``,
+detectron2 DensePose checkpoints name the branch ``roi_heads.decoder.<level>.<k>`` /
+``roi_heads.decoder.predictor`` (the decoder, when DECODER_ON),
+``roi_heads.densepose_head.body_conv_fcnK`` and
+``roi_heads.densepose_predictor.{ann_index_lowres, index_uv_lowres, u_lowres, v_lowres}``,
 which is our layout, so those keys load unchanged. ``densepose_ext://<file>`` names a file of
 the embedded model zoo (:mod:`densepose_ext.model_zoo`). Caffe2 Detectron DensePose blobs
 (``body_conv_fcnK_w``, ``AnnIndex_lowres_w``, ``Index_UV_lowres_b``, ``U_lowres_w``, ...) and
 DDP-wrapped state dicts (``module.`` prefix) are renamed by :func:`convert_densepose_keys`.
+
+A checkpoint with DensePose tensors that leaves any DensePose / decoder tensor of the model
+missing, or any of its own unused or of another shape, usually means a config mismatch (e.g.
+DECODER_ON) and would silently give other outputs: :class:`DensePoseCheckpointer` raises
+:class:`DensePoseCheckpointError` unless ``allow_partial``
+(``MODEL.ROI_DENSEPOSE_HEAD.ALLOW_PARTIAL_CHECKPOINT``). Checkpoints without DensePose tensors
+(e.g. a pretrained backbone) load as before.
 """
 from __future__ import annotations
 
 import logging
 import re
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
 from ..model_zoo import unreadable_error, zoo_entry_for_path
 
-__all__ = ["DensePoseCheckpointer", "convert_densepose_keys", "is_densepose_key"]
+__all__ = [
+    "DensePoseCheckpointError",
+    "DensePoseCheckpointer",
+    "convert_densepose_keys",
+    "densepose_mismatch_hints",
+    "is_densepose_key",
+]
 
 logger = logging.getLogger(__name__)
 
 _HEAD = "roi_heads.densepose_head."
 _PREDICTOR = "roi_heads.densepose_predictor."
+_DECODER = "roi_heads.decoder."
 _C2_PREDICTOR = {
     "AnnIndex_lowres": "ann_index_lowres",
     "Index_UV_lowres": "index_uv_lowres",
@@ -37,8 +53,43 @@ _C2_PRED_RE = re.compile(r"^(AnnIndex_lowres|Index_UV_lowres|U_lowres|V_lowres)_
 
 
 def is_densepose_key(key: str) -> bool:
-    """Whether a (converted) state-dict key belongs to the DensePose branch."""
-    return key.startswith((_HEAD, _PREDICTOR))
+    """Whether a (converted) state-dict key belongs to the DensePose branch (decoder included)."""
+    return key.startswith((_HEAD, _PREDICTOR, _DECODER))
+
+
+class DensePoseCheckpointError(RuntimeError):
+    """A checkpoint's DensePose tensors do not match the model's DensePose branch."""
+
+
+def densepose_mismatch_hints(
+    missing: List[str], unexpected: List[str], shapes: List[str], checkpoint_keys: List[str]
+) -> List[str]:
+    """Config keys that probably differ between the checkpoint's model and this one."""
+    hints = []
+    ckpt_decoder = any(k.startswith(_DECODER) for k in checkpoint_keys)
+    if any(k.startswith(_DECODER) for k in missing) and not ckpt_decoder:
+        hints.append("MODEL.ROI_DENSEPOSE_HEAD.DECODER_ON (the checkpoint has no decoder: "
+                     "False for it, as in upstream's *_legacy configs and our configs/embedded)")
+    elif any(k.startswith(_DECODER) for k in unexpected) and not any(
+            k.startswith(_DECODER) for k in missing):
+        hints.append("MODEL.ROI_DENSEPOSE_HEAD.DECODER_ON (the checkpoint has a decoder: True)")
+    elif any(k.startswith(_DECODER) for k in missing + unexpected):
+        hints.append("ROI_HEADS.IN_FEATURES or MODEL.ROI_DENSEPOSE_HEAD.DECODER_NORM")
+    if any(k.startswith(_DECODER) for k in shapes):
+        hints.append("MODEL.ROI_DENSEPOSE_HEAD.DECODER_CONV_DIMS / DECODER_NUM_CLASSES")
+    if any(k.startswith(_HEAD) for k in missing + unexpected):
+        hints.append("MODEL.ROI_DENSEPOSE_HEAD.NUM_STACKED_CONVS or NAME")
+    if any(k.startswith(_HEAD) for k in shapes):
+        hints.append("MODEL.ROI_DENSEPOSE_HEAD.CONV_HEAD_DIM / CONV_HEAD_KERNEL "
+                     "(or the pooled channels: DECODER_ON, DECODER_NUM_CLASSES, FPN.OUT_CHANNELS)")
+    if any(k.startswith(_PREDICTOR) for k in shapes):
+        hints.append("MODEL.ROI_DENSEPOSE_HEAD.NUM_COARSE_SEGM_CHANNELS / NUM_PATCHES / "
+                     "DECONV_KERNEL")
+    if any(k.startswith(_PREDICTOR) for k in missing + unexpected):
+        hints.append("MODEL.ROI_DENSEPOSE_HEAD.PREDICTOR_NAME (confidence outputs?)")
+    if unexpected and len(unexpected) == len(checkpoint_keys) and not missing:
+        hints.append("MODEL.DENSEPOSE_ON (this model has no DensePose branch)")
+    return hints
 
 
 def _rename(key: str) -> str:
@@ -76,14 +127,30 @@ class DensePoseCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that also loads DensePose checkpoints of the upstream layouts.
 
     After :meth:`load`, ``self.incompatible`` holds the missing / unexpected keys of the last
-    model load, and ``self.renamed_keys`` the renames applied; missing or unexpected
-    DensePose keys are logged as a warning.
+    model load, and ``self.renamed_keys`` the renames applied. Every missing, unused or
+    reshaped DensePose / decoder tensor is listed by name: as a :class:`DensePoseCheckpointError`
+    when the checkpoint has DensePose tensors (unless ``allow_partial``, then a warning), as an
+    info line when it has none (the branch keeps its initialisation).
     """
 
-    def __init__(self, model, save_dir: str = "", *, save_to_disk=None, **checkpointables):
+    def __init__(self, model, save_dir: str = "", *, save_to_disk=None,
+                 allow_partial: bool = False, **checkpointables):
+        """
+        Args:
+            model, save_dir, save_to_disk, checkpointables: as DetectionCheckpointer.
+            allow_partial: load a checkpoint whose DensePose tensors do not all match with a
+                warning instead of an error (``MODEL.ROI_DENSEPOSE_HEAD.ALLOW_PARTIAL_CHECKPOINT``).
+        """
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
+        self.allow_partial = bool(allow_partial)
         self.incompatible = None
         self.renamed_keys: Dict[str, str] = {}
+
+    @classmethod
+    def from_config(cls, cfg, model, save_dir: str = "", **kwargs) -> "DensePoseCheckpointer":
+        """A checkpointer for ``model`` with ``allow_partial`` from ``cfg``."""
+        allow = cfg.MODEL.get("ROI_DENSEPOSE_HEAD", {}).get("ALLOW_PARTIAL_CHECKPOINT", False)
+        return cls(model, save_dir, allow_partial=allow, **kwargs)
 
     def _load_file(self, filename: str):
         # a model-zoo file that does not load names the command that rebuilds it
@@ -119,14 +186,42 @@ class DensePoseCheckpointer(DetectionCheckpointer):
         incompatible = super()._load_model(checkpoint)
         self.incompatible = incompatible
         if incompatible is not None:
-            missing = [k for k in incompatible.missing_keys if is_densepose_key(k)]
-            unexpected = [k for k in incompatible.unexpected_keys if is_densepose_key(k)]
-            if missing or unexpected:
-                logger.warning(
-                    "DensePose keys not matched: missing %s; unexpected %s",
-                    missing or "none", unexpected or "none",
-                )
+            self._check_densepose(list(dp_state))
         return incompatible
+
+    def _check_densepose(self, checkpoint_keys: List[str]) -> None:
+        """Report (or refuse) DensePose / decoder tensors the last load did not match."""
+        shapes = self.densepose_incorrect_shapes
+        reshaped = {k for k, _, _ in shapes}
+        missing = [k for k in self.densepose_missing_keys if k not in reshaped]
+        unexpected = self.densepose_unexpected_keys
+        if not (missing or unexpected or shapes):
+            return
+        parts = []
+        if missing:
+            parts.append(f"missing from the checkpoint ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"in the checkpoint but not in the model ({len(unexpected)}): "
+                         f"{', '.join(unexpected)}")
+        if shapes:
+            parts.append("of another shape (checkpoint vs model): " + ", ".join(
+                f"{k} {tuple(a)} vs {tuple(b)}" for k, a, b in shapes))
+        report = "DensePose tensors not loaded: " + "; ".join(parts)
+        if not checkpoint_keys:
+            logger.info("Checkpoint has no DensePose tensors: the DensePose branch keeps its "
+                        "initialisation (%d tensors: %s)", len(missing), ", ".join(missing))
+            return
+        hints = densepose_mismatch_hints(missing, unexpected, list(reshaped), checkpoint_keys)
+        if hints:
+            report += ". Probably a config mismatch: " + "; ".join(hints)
+        if self.allow_partial:
+            logger.warning("%s (loaded anyway: MODEL.ROI_DENSEPOSE_HEAD.ALLOW_PARTIAL_CHECKPOINT)",
+                           report)
+            return
+        raise DensePoseCheckpointError(
+            report + ". Set MODEL.ROI_DENSEPOSE_HEAD.ALLOW_PARTIAL_CHECKPOINT True to load the "
+            "matching tensors anyway."
+        )
 
     @property
     def densepose_missing_keys(self) -> List[str]:
@@ -142,4 +237,8 @@ class DensePoseCheckpointer(DetectionCheckpointer):
             return []
         return [k for k in self.incompatible.unexpected_keys if is_densepose_key(k)]
 
-
+    @property
+    def densepose_incorrect_shapes(self) -> List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]:
+        """(key, checkpoint shape, model shape) of DensePose tensors not loaded for their shape."""
+        shapes: Optional[list] = getattr(self.incompatible, "incorrect_shapes", None)
+        return [s for s in shapes or [] if is_densepose_key(s[0])]

@@ -60,4 +60,11 @@ class DensePoseV1ConvXHead(nn.Module):
 
 def build_densepose_head(cfg: CfgNode, input_channels: int) -> nn.Module:
     """The head named by ``MODEL.ROI_DENSEPOSE_HEAD.NAME``."""
-    return ROI_DENSEPOSE_HEAD_REGISTRY.get(cfg.MODEL.ROI_DENSEPOSE_HEAD.NAME)(cfg, input_channels)
+    name = cfg.MODEL.ROI_DENSEPOSE_HEAD.NAME
+    if name not in ROI_DENSEPOSE_HEAD_REGISTRY:  # e.g. upstream's DensePoseDeepLabHead
+        known = ", ".join(sorted(k for k, _ in ROI_DENSEPOSE_HEAD_REGISTRY))
+        raise KeyError(
+            f"MODEL.ROI_DENSEPOSE_HEAD.NAME={name!r} is not supported by densepose_ext "
+            f"(registered heads: {known})"
+        )
+    return ROI_DENSEPOSE_HEAD_REGISTRY.get(name)(cfg, input_channels)

@@ -3,9 +3,20 @@
 Pixel convention (same as ROIAlignV2 and the DensePose-COCO files): image coordinates are
 continuous, pixel (c, r) covers [c, c+1) x [r, r+1) and its centre is (c + 0.5, r + 0.5).
 A DensePose point (x, y) of the 256x256 frame of a GT box (x0, y0, x1, y1) lies at image
-position (x0 + x * w / 256, y0 + y * h / 256). A prediction grid of SxS cells spans the
-proposal box exactly, so cell k's centre is at x0 + (k + 0.5) * w / S; sampling it with
-``grid_sample(align_corners=False)`` at normalised coordinate 2 * (x - x0) / w - 1 is exact.
+position (x0 + x * w / 256, y0 + y * h / 256).
+
+Two placements of the SxS prediction grid in a proposal box of width w are provided
+(``MODEL.ROI_DENSEPOSE_HEAD.LOSS_GRID``):
+
+- "pixel_centers": the cells tile the box, cell k's centre is at x0 + (k + 0.5) * w / S;
+  sampling with ``grid_sample(align_corners=False)`` at normalised coordinate
+  2 * (x - x0) / w - 1 is exact (:func:`image_to_box_normalized`, :func:`sample_at_points`,
+  :func:`resample_segm_to_boxes`);
+- "upstream" (detectron2 DensePose v0.6): value k sits at the node x0 + k * w / S; a point at
+  node coordinate g = (x - x0) * S / w takes the bilinear mix of nodes floor(g) and floor(g) + 1,
+  and points past the last node (g in [S - 1, S)) take its value; points count when
+  0 <= x - x0 < w; the GT coarse mask is read, nearest, at the nodes
+  (:func:`frame_to_grid_nodes`, :func:`sample_at_grid_nodes`, :func:`resample_segm_to_nodes`).
 """
 from __future__ import annotations
 
@@ -23,6 +34,9 @@ __all__ = [
     "image_to_box_normalized",
     "sample_at_points",
     "resample_segm_to_boxes",
+    "frame_to_grid_nodes",
+    "sample_at_grid_nodes",
+    "resample_segm_to_nodes",
 ]
 
 
@@ -119,3 +133,87 @@ def resample_segm_to_boxes(
     batch = torch.arange(n, device=segm.device)[:, None, None]
     labels = segm[batch, iy[:, :, None], ix[:, None, :]].long()
     return labels * (in_y[:, :, None] & in_x[:, None, :])
+
+
+# ------------------------------------------------------------------ "upstream" grid placement
+def frame_to_grid_nodes(
+    x: torch.Tensor, y: torch.Tensor, gt_boxes: torch.Tensor, boxes: torch.Tensor, size: int,
+    clamp: bool = False,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, P) box-frame points -> node coordinates (gx, gy) in each proposal's SxS grid.
+
+    Node k of a box (x0, y0, x1, y1) is at image x0 + k * w / S. Returns gx, gy (N, P) float
+    and ``inside`` (N, P) bool: 0 <= x - x0 < w and 0 <= y - y0 < h. With ``clamp`` the
+    points are first moved onto the box (edges included). Arithmetic as upstream's.
+    """
+
+    def axis(v, g0, g1, b0, b1):
+        g_size, b_size = (g1 - g0)[:, None], (b1 - b0)[:, None]
+        pos = g0[:, None] + v * g_size / FRAME_SIZE  # image position
+        offset = pos - b0[:, None]
+        if clamp:
+            offset = torch.minimum(offset.clamp(min=0.0), b_size)
+        inside = (offset >= 0) & (offset < b_size)
+        return offset * size / b_size, inside
+
+    gx, in_x = axis(x, gt_boxes[:, 0], gt_boxes[:, 2], boxes[:, 0], boxes[:, 2])
+    gy, in_y = axis(y, gt_boxes[:, 1], gt_boxes[:, 3], boxes[:, 1], boxes[:, 3])
+    return gx, gy, in_x & in_y
+
+
+def _node_weights(g: torch.Tensor, size: int):
+    """Lower / upper node (clamped to the grid) and the upper node's weight, as upstream."""
+    lo = g.floor().long().clamp(min=0, max=size - 1)
+    hi = (lo + 1).clamp(max=size - 1)
+    w = torch.min(hi.to(g.dtype), g) - lo.to(g.dtype)
+    return lo, hi, w
+
+
+def sample_at_grid_nodes(pred: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of (N, C, S, S) maps at (N, P) node coordinates -> (N, C, P).
+
+    Meaningful for points with 0 <= g < S (see :func:`frame_to_grid_nodes`).
+    """
+    n, c, h, w = pred.shape
+    x_lo, x_hi, x_w = _node_weights(gx, w)
+    y_lo, y_hi, y_w = _node_weights(gy, h)
+    flat = pred.flatten(2)
+
+    def at(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        return flat.gather(2, (yi * w + xi)[:, None, :].expand(n, c, -1))
+
+    x_w, y_w = x_w[:, None, :].to(pred.dtype), y_w[:, None, :].to(pred.dtype)
+    return (
+        at(y_lo, x_lo) * ((1.0 - x_w) * (1.0 - y_w))
+        + at(y_lo, x_hi) * (x_w * (1.0 - y_w))
+        + at(y_hi, x_lo) * ((1.0 - x_w) * y_w)
+        + at(y_hi, x_hi) * (x_w * y_w)
+    )
+
+
+def resample_segm_to_nodes(
+    segm: torch.Tensor, gt_boxes: torch.Tensor, boxes: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Nearest resampling of (N, 256, 256) GT-box-frame label maps at each box's SxS nodes.
+
+    Node (k, j) is image point (x0 + k * w / S, y0 + j * h / S); the frame is read with
+    ``grid_sample(align_corners=True)`` (frame pixel 0 at the GT box's left edge, pixel 255 at
+    its right edge), 0 outside. Returns (N, S, S) long labels.
+    """
+    n = segm.shape[0]
+    if n == 0:
+        return torch.zeros((0, size, size), dtype=torch.long, device=segm.device)
+    src_x0, src_y0 = gt_boxes[:, 0], gt_boxes[:, 1]
+    src_w, src_h = gt_boxes[:, 2] - src_x0, gt_boxes[:, 3] - src_y0
+    dst_x0, dst_y0 = boxes[:, 0], boxes[:, 1]
+    dst_w, dst_h = boxes[:, 2] - dst_x0, boxes[:, 3] - dst_y0
+    # the box's edges in the GT box's [-1, 1] coordinates
+    left, right = 2 * (dst_x0 - src_x0) / src_w - 1, 2 * (dst_x0 + dst_w - src_x0) / src_w - 1
+    top, bottom = 2 * (dst_y0 - src_y0) / src_h - 1, 2 * (dst_y0 + dst_h - src_y0) / src_h - 1
+    steps = torch.arange(size, device=boxes.device, dtype=torch.float32) / size
+    gx = (steps[None, None, :] * (right - left)[:, None, None] + left[:, None, None])
+    gy = (steps[None, :, None] * (bottom - top)[:, None, None] + top[:, None, None])
+    grid = torch.stack((gx.expand(n, size, size), gy.expand(n, size, size)), dim=3)
+    out = F.grid_sample(segm[:, None].float(), grid.float(), mode="nearest",
+                        padding_mode="zeros", align_corners=True)
+    return out[:, 0].long()

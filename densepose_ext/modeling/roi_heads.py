@@ -15,10 +15,12 @@ from torch import nn
 
 from densepose_ext.structures import DensePoseChartOutput
 
+from .decoder import build_densepose_decoder, decoder_output_shape
 from .densepose_head import build_densepose_head
 from .inference import densepose_inference
 from .losses import DensePoseChartLoss
 from .predictor import DensePoseChartPredictor
+from .unsupported import check_supported_config
 
 __all__ = ["DensePoseROIHeads", "densepose_proposal_mask", "select_densepose_proposals"]
 
@@ -42,10 +44,12 @@ def select_densepose_proposals(proposals: Instances, fg_iou_threshold: float) ->
 class DensePoseROIHeads(StandardROIHeads):
     """StandardROIHeads (box, optional mask / keypoint) with a DensePose chart branch.
 
-    DensePose features come from ROIAlign on ``ROI_HEADS.IN_FEATURES``; the conv-stack head
+    DensePose features come from ROIAlign on ``ROI_HEADS.IN_FEATURES`` or, with
+    ``ROI_DENSEPOSE_HEAD.DECODER_ON`` (upstream's default), on the single map that
+    :class:`~.decoder.DensePoseDecoder` merges them into; the conv-stack head
     (``ROI_DENSEPOSE_HEAD.NAME``) and :class:`DensePoseChartPredictor` turn them into
     ``pred_densepose`` (:class:`DensePoseChartOutput`) at inference and into
-    ``loss_densepose_{I,U,V,S}`` in training. Module names (``densepose_head``,
+    ``loss_densepose_{I,U,V,S}`` in training. Module names (``decoder``, ``densepose_head``,
     ``densepose_predictor``) follow upstream DensePose so its checkpoints load.
     """
 
@@ -54,6 +58,7 @@ class DensePoseROIHeads(StandardROIHeads):
         self,
         *,
         densepose_in_features: Optional[List[str]] = None,
+        decoder: Optional[nn.Module] = None,
         densepose_pooler: Optional[ROIPooler] = None,
         densepose_head: Optional[nn.Module] = None,
         densepose_predictor: Optional[nn.Module] = None,
@@ -63,7 +68,8 @@ class DensePoseROIHeads(StandardROIHeads):
     ):
         """
         Args:
-            densepose_in_features: feature maps pooled for DensePose; None disables the branch.
+            densepose_in_features: feature maps read by DensePose; None disables the branch.
+            decoder: module merging those maps into the one map pooled, or None (pool them).
             densepose_pooler, densepose_head, densepose_predictor: the branch's modules.
             densepose_losses: callable (outputs, proposals) -> dict of losses.
             densepose_fg_iou_threshold: minimum IoU of a training proposal with its GT.
@@ -73,6 +79,8 @@ class DensePoseROIHeads(StandardROIHeads):
         self.densepose_on = densepose_in_features is not None
         if self.densepose_on:
             self.densepose_in_features = densepose_in_features
+            if decoder is not None:  # (attribute absent otherwise, as upstream's state dict)
+                self.decoder = decoder
             self.densepose_pooler = densepose_pooler
             self.densepose_head = densepose_head
             self.densepose_predictor = densepose_predictor
@@ -90,7 +98,9 @@ class DensePoseROIHeads(StandardROIHeads):
 
     @classmethod
     def _init_densepose_head(cls, cfg: CfgNode, input_shape: Dict[str, ShapeSpec]) -> dict:
-        if not cfg.MODEL.get("DENSEPOSE_ON", False):
+        densepose_on = bool(cfg.MODEL.get("DENSEPOSE_ON", False))
+        check_supported_config(cfg, densepose_on)
+        if not densepose_on:
             return {}
         head_cfg = cfg.MODEL.ROI_DENSEPOSE_HEAD
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
@@ -102,25 +112,50 @@ class DensePoseROIHeads(StandardROIHeads):
                 f"POOLER_RESOLUTION * 2 * UP_SCALE = {resolution} * 2 * {head_cfg.UP_SCALE} "
                 f"= {expected}"
             )
-        channels = {input_shape[f].channels for f in in_features}
+        decoder = build_densepose_decoder(cfg, input_shape, in_features)
+        pooled_shapes = (
+            [decoder_output_shape(decoder)] if decoder is not None
+            else [input_shape[f] for f in in_features]
+        )
+        channels = {s.channels for s in pooled_shapes}
         if len(channels) != 1:
             raise ValueError(f"DensePose input features {in_features} differ in channels")
         in_channels = channels.pop()
         pooler = ROIPooler(
             output_size=resolution,
-            scales=tuple(1.0 / input_shape[f].stride for f in in_features),
+            scales=tuple(1.0 / s.stride for s in pooled_shapes),
             sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
             pooler_type=head_cfg.POOLER_TYPE,
         )
         head = build_densepose_head(cfg, in_channels)
         return {
             "densepose_in_features": in_features,
+            "decoder": decoder,
             "densepose_pooler": pooler,
             "densepose_head": head,
             "densepose_predictor": DensePoseChartPredictor(cfg, head.n_out_channels),
             "densepose_losses": DensePoseChartLoss(cfg),
             "densepose_fg_iou_threshold": head_cfg.FG_IOU_THRESHOLD,
         }
+
+    @property
+    def densepose_modules(self) -> List[nn.Module]:
+        """Modules of the DensePose branch with parameters (decoder when on, head, predictor)."""
+        decoder = getattr(self, "decoder", None)
+        return ([decoder] if decoder is not None else []) + [
+            self.densepose_head, self.densepose_predictor]
+
+    def _densepose_features(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        """The maps the DensePose pooler reads: the decoder's output, or the input levels."""
+        feats = [features[f] for f in self.densepose_in_features]
+        decoder = getattr(self, "decoder", None)
+        return [decoder(feats)] if decoder is not None else feats
+
+    def densepose_outputs(self, features: Dict[str, torch.Tensor], boxes: List[Boxes]
+                          ) -> DensePoseChartOutput:
+        """The branch's raw outputs (logits, U, V) on given boxes, one Boxes per image; used by
+        consistency training, which compares them before any post-processing."""
+        return self._predict(self._densepose_features(features), boxes)
 
     def _predict(self, feats: List[torch.Tensor], boxes: List[Boxes]) -> DensePoseChartOutput:
         return self.densepose_predictor(self.densepose_head(self.densepose_pooler(feats, boxes)))
@@ -132,19 +167,16 @@ class DensePoseROIHeads(StandardROIHeads):
         on each detection (in place; returns the instances)."""
         if not self.densepose_on:
             return {} if self.training else instances
-        feats = [features[f] for f in self.densepose_in_features]
         if self.training:
             fg, _ = select_foreground_proposals(instances, self.num_classes)
             proposals = [select_densepose_proposals(p, self.densepose_fg_iou_threshold) for p in fg]
             boxes = [p.proposal_boxes for p in proposals]
             if sum(len(b) for b in boxes) == 0:
-                return DensePoseChartLoss.zero_losses(
-                    [self.densepose_head, self.densepose_predictor]
-                )
-            outputs = self._predict(feats, boxes)
+                return DensePoseChartLoss.zero_losses(self.densepose_modules)
+            outputs = self._predict(self._densepose_features(features), boxes)
             return self.densepose_losses(outputs, proposals)
         boxes = [x.pred_boxes for x in instances]
-        outputs = self._predict(feats, boxes)
+        outputs = self._predict(self._densepose_features(features), boxes)
         densepose_inference(outputs, instances)
         return instances
 

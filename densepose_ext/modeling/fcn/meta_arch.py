@@ -22,6 +22,7 @@ from torch import nn
 
 from densepose_ext.structures import DensePoseChartOutput, DensePoseTransformData
 
+from ..unsupported import check_supported_config
 from .crop_inference import person_crop_inference
 from .head import DensePoseFCNHead, upsample_maps
 from .instances import crop_maps_to_boxes, person_components
@@ -116,6 +117,7 @@ class DensePoseFCN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
+        check_supported_config(cfg)  # upstream-only options (confidences, CSE, ...) refused
         backbone = build_backbone(cfg)
         fcn = cfg.MODEL.DENSEPOSE_FCN
         aug = fcn.TEST_AUG
