@@ -118,3 +118,13 @@ def test_finished_runs_keep_only_their_final_checkpoint(tmp_path):
     assert [p.name for p in deleted] == ["model_0000099.pth", "model_0000199.pth"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "last_checkpoint", "metrics.json", "model_final.pth"]
+
+
+def test_comparison_cells_give_measured_difference_and_verdict():
+    from densepose_ext.engine.seed_stats import comparison_cells
+
+    measured, diff, verdict = comparison_cells([1.0, 1.1, 0.9], [2.0, 2.1, 1.9], 2)
+    assert measured == "1.00 ± 0.10 -> 2.00 ± 0.10" and diff == "+1.00 ± 0.08"
+    assert verdict == "reproduced"
+    assert comparison_cells([], [1.0], 1) == ("not run", "–", "–")
+    assert comparison_cells([1.0], [2.0], 1)[1:] == ("+1.0 ± –", "not resolved at this budget")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 __all__ = ["REPRODUCED", "NOT_RESOLVED", "OPPOSITE", "SeedStats", "Comparison", "compare_rows",
-           "format_mean_std"]
+           "format_mean_std", "VERDICT_RULE", "comparison_cells"]
 
 REPRODUCED = "reproduced"
 NOT_RESOLVED = "not resolved at this budget"
@@ -74,3 +74,22 @@ def format_mean_std(values: Sequence[float], digits: int = 2) -> str:
     if s.n == 1:
         return f"{s.mean:.{digits}f} (1 seed)"
     return f"{s.mean:.{digits}f} ± {s.std:.{digits}f}"
+
+
+#: how a recipe's RESULTS.md states the verdict rule above its comparison table
+VERDICT_RULE = ("Verdict: **reproduced** when the mean difference over the seeds lies in the "
+                "paper's direction and exceeds twice its standard error (Welch); **not resolved "
+                "at this budget** within two standard errors; **opposite (> 2 SE)** beyond them "
+                "the other way.")
+
+
+def comparison_cells(before: Sequence[float], after: Sequence[float], digits: int
+                     ) -> Tuple[str, str, str]:
+    """Table cells of the claim "``after`` beats ``before``": ("b ± s -> a ± s",
+    "difference ± SE", verdict); ("not run", "–", "–") when a side has no seed."""
+    if not before or not after:
+        return "not run", "–", "–"
+    c = compare_rows(before, after)
+    se = "–" if c.standard_error is None else f"{c.standard_error:.{digits}f}"
+    measured = f"{format_mean_std(before, digits)} -> {format_mean_std(after, digits)}"
+    return measured, f"{c.difference:+.{digits}f} ± {se}", c.verdict

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence
 from densepose_ext.engine.recipe import (claim_output_dir, display_command, prune_checkpoints,
                                          recorded_step, resumable_training, run_command,
                                          save_record, seed_dir, shrunk_schedule)
-from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
+from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -239,23 +239,13 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], tta: Dict[str, 
         lines.append(f"| {name} | {label} | {len(recs)} | {sum(minutes) / len(minutes):.1f} | "
                      + " | ".join(_cell(recs, k) for k, _ in METRIC_COLUMNS) + " |")
 
-    lines += ["", "## The paper's claims", "",
-              "Verdict: **reproduced** when the mean difference over the seeds lies in the "
-              "paper's direction and exceeds twice its standard error (Welch); **not resolved "
-              "at this budget** within two standard errors; **opposite (> 2 SE)** beyond them "
-              "the other way.", "",
+    lines += ["", "## The paper's claims", "", VERDICT_RULE, "",
               "| comparison | metric | paper | measured (mean ± std) | difference ± SE | verdict |",
               "|---|---|---|---|---|---|"]
     for what, key, before, after in COMPARISONS:
-        vb, va = _values(rows.get(before, []), key), _values(rows.get(after, []), key)
-        if not (vb and va):
-            lines.append(f"| {what} | {key} | better | not run | – | – |")
-            continue
-        c = compare_rows(vb, va)
-        se = "–" if c.standard_error is None else f"{c.standard_error:.{_digits(key)}f}"
-        lines.append(f"| {what} | {key} | better | {_cell(rows[before], key)} -> "
-                     f"{_cell(rows[after], key)} | {c.difference:+.{_digits(key)}f} ± {se} | "
-                     f"{c.verdict} |")
+        cells = comparison_cells(_values(rows.get(before, []), key),
+                                 _values(rows.get(after, []), key), _digits(key))
+        lines.append(f"| {what} | {key} | better | " + " | ".join(cells) + " |")
 
     if tta:
         lines += ["", "## Multi-transform inference of the teacher", "",
