@@ -133,28 +133,66 @@ def register_interpolated(name: Optional[str], out_dir: Union[str, os.PathLike])
     return name
 
 
+def _register_broken(name: str, error: Exception, where: Path) -> str:
+    """Register ``name`` with a loader that raises ``error`` (so one bad directory never
+    breaks import or other datasets, and using this one says what is wrong)."""
+
+    def load() -> List[dict]:
+        raise error
+
+    logger.warning("Interpolated dataset %s cannot be loaded: %s", name, error)
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(interpolation_dir=str(Path(where).absolute()),
+                                  registration_error=str(error))
+    return name
+
+
 def register_all_interpolated(root: Optional[Union[str, os.PathLike]] = None) -> List[str]:
     """Register every complete interpolation output directly under ``root`` (default
-    :func:`interpolated_root`); return the names. Incomplete ones are logged, not registered;
-    two outputs of the same source dataset are an error (the name would be ambiguous)."""
+    :func:`interpolated_root`); return the names. Incomplete ones are logged, not registered.
+    A directory whose ``interpolation.json`` is unreadable is registered as
+    ``<directory name>_interpolated`` with a loader raising the error (a warning is logged);
+    two outputs of the same source dataset register that name likewise (ambiguous)."""
     root = Path(root) if root is not None else interpolated_root()
-    if not root.is_dir():
+    try:
+        dirs = sorted(p for p in root.iterdir() if (p / PARAMS_FILE).is_file()) \
+            if root.is_dir() else []
+    except OSError as e:
+        logger.warning("Cannot scan the interpolation root %s: %s", root, e)
         return []
     names, owners = [], {}
-    for out_dir in sorted(p for p in root.iterdir() if (p / PARAMS_FILE).is_file()):
-        params = read_params(out_dir)
+    for out_dir in dirs:
+        try:
+            params = read_params(out_dir)
+            if not isinstance(params.get("source_dataset"), str) or not params["source_dataset"]:
+                raise InterpolatedDatasetError(
+                    f"{out_dir / PARAMS_FILE}: source_dataset must be a non-empty string, got "
+                    f"{params.get('source_dataset')!r}")
+        except InterpolatedDatasetError as e:
+            name = out_dir.name + INTERPOLATED_SUFFIX
+            if name not in owners:
+                owners[name] = out_dir
+                names.append(_register_broken(name, e, out_dir))
+            continue
         if not params.get("complete"):
             logger.info("Interpolation output %s is incomplete: not registered", out_dir)
             continue
         name = params["source_dataset"] + INTERPOLATED_SUFFIX
         if name in owners:
-            raise InterpolatedDatasetError(
+            _register_broken(name, InterpolatedDatasetError(
                 f"{root}: {owners[name]} and {out_dir} both interpolate "
                 f"{params['source_dataset']}; keep one, or move one elsewhere and register it "
                 "under another name with distill.datasets.register_interpolated"
-            )
+            ), out_dir)
+            continue
         owners[name] = out_dir
-        names.append(register_interpolated(name, out_dir))
+        try:
+            names.append(register_interpolated(name, out_dir))
+        except (InterpolatedDatasetError, OSError, ValueError, TypeError) as e:
+            names.append(_register_broken(name, e, out_dir))
     if names:
         logger.info("Registered interpolated datasets: %s", ", ".join(names))
     return names

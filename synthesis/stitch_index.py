@@ -129,11 +129,19 @@ def load_source_pool(json_file: Union[str, Path], image_root: Union[str, Path], 
 
     Source persons are the annotations that are not crowds, have 17 keypoints with at least
     ``min_keypoints`` labelled and a box at least ``min_height`` pixels tall. Images, boxes,
-    keypoints and DensePose fields are validated here, segmentations when first decoded; a bad
-    record raises a SourcePoolError naming the file and record. An image's exact dense labels
+    keypoints, ids, DensePose fields and the segmentations' structure (RLE size and counts) are
+    validated here, their pixels when first decoded; a bad record raises a SourcePoolError naming
+    the file and record. An image's exact dense labels
     ``<image_root>/../dense/<stem>.npz`` (the embedded renderer's) are used when present.
     """
-    from densepose_ext.structures.densepose_data import check_densepose_annotation
+    from densepose_ext.structures.densepose_data import check_densepose_annotation, check_rle
+
+    def is_id(x) -> bool:  # ints or strings; a list or dict id would fail later as a TypeError
+        return (isinstance(x, int) and not isinstance(x, bool)) or isinstance(x, str)
+
+    def short(x) -> str:
+        text = repr(x)
+        return text if len(text) <= 60 else text[:57] + "..."
 
     json_file, image_root = Path(json_file), Path(image_root)
     data, raw = _read_coco(json_file)
@@ -143,6 +151,15 @@ def load_source_pool(json_file: Union[str, Path], image_root: Union[str, Path], 
         where = f"images[{n}]"
         if not isinstance(img, dict) or any(k not in img for k in ("id", "file_name", "width", "height")):
             raise _fail(json_file, where, "needs id, file_name, width and height")
+        if not is_id(img["id"]):
+            raise _fail(json_file, where, f"id must be an int or a string, got "
+                                          f"{type(img['id']).__name__} {short(img['id'])}")
+        where = f"image id={img['id']} ({where})"
+        for key in ("width", "height"):
+            if not isinstance(img[key], int) or isinstance(img[key], bool) or img[key] <= 0:
+                raise _fail(json_file, where, f"{key} must be a positive integer, got {short(img[key])}")
+        if not isinstance(img["file_name"], str) or not img["file_name"]:
+            raise _fail(json_file, where, f"file_name must be a non-empty string, got {short(img['file_name'])}")
         if img["id"] in by_id:
             raise _fail(json_file, f"image id={img['id']}", "duplicate image id")
         path = image_root / str(img["file_name"])
@@ -156,6 +173,11 @@ def load_source_pool(json_file: Union[str, Path], image_root: Union[str, Path], 
     kps, img_idx, ann_idx = [], [], []
     for n, ann in enumerate(data["annotations"]):
         where = f"annotation id={ann.get('id', f'? (annotations[{n}])') if isinstance(ann, dict) else n}"
+        if isinstance(ann, dict):
+            for key in ("id", "image_id"):
+                if key in ann and not is_id(ann[key]):
+                    raise _fail(json_file, f"annotations[{n}]", f"{key} must be an int or a string, got "
+                                                                f"{type(ann[key]).__name__} {short(ann[key])}")
         if not isinstance(ann, dict) or ann.get("image_id") not in by_id:
             raise _fail(json_file, where, "not an object with a known image_id")
         where += f" (image id={ann['image_id']})"
@@ -171,6 +193,15 @@ def load_source_pool(json_file: Union[str, Path], image_root: Union[str, Path], 
             if k.shape != (3 * NUM_KEYPOINTS,) or not np.isfinite(k).all() or not np.isin(k[2::3], (0, 1, 2)).all():
                 raise ValueError(f"keypoints must be {NUM_KEYPOINTS} finite (x, y, v in 0..2) triples")
             check_densepose_annotation(ann)
+            segm = ann.get("segmentation")
+            if isinstance(segm, dict):  # RLE: its structure now, its pixels when decoded
+                check_rle([("segmentation", segm)], images[i]["height"], images[i]["width"])
+            elif segm is not None and not (isinstance(segm, list) and all(
+                    isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+                    and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p)
+                    for p in segm)):
+                raise ValueError(f"segmentation must be polygons (flat lists of >= 3 number pairs) "
+                                 f"or RLE, got {short(segm)}")
         except (ValueError, TypeError) as e:
             raise _fail(json_file, where, str(e)) from None
         kps.append(k)

@@ -5,7 +5,9 @@
 keypoints, masks, DensePose points and the extra 3D fields (``joints_3d``, ``keypoints_3d``,
 ``smpl``) reach the dataset dicts unchanged. ``register_all_stitched()`` registers every
 ``$DETECTRON2_DATASETS/stitched/<name>/`` holding an annotations.json as ``stitched_<name>``;
-importing ``densepose_ext.data`` calls it.
+importing ``densepose_ext.data`` calls it. A directory whose info.json is unreadable is still
+registered, with a loader raising the error (a warning is logged), so one bad directory does
+not break other commands.
 """
 from __future__ import annotations
 
@@ -32,12 +34,19 @@ def _info(directory: Path) -> dict:
         raise ValueError(f"{path}: unreadable stitched-set info ({e})") from e
     if not isinstance(info, dict):
         raise ValueError(f"{path}: expected a json object, got {type(info).__name__}")
+    if not isinstance(info.get("body_model", "embedded"), str):
+        raise ValueError(f"{path}: body_model must be a string, got {info['body_model']!r}")
     return info
 
 
-def register_stitched(name: str, directory: Union[str, Path], root: Optional[Path] = None) -> None:
+def register_stitched(name: str, directory: Union[str, Path], root: Optional[Path] = None,
+                      strict: bool = True) -> None:
     """Register the stitched set in ``directory`` as dataset ``name`` (DatasetCatalog and
-    MetadataCatalog with the COCO person keypoint metadata of the other person datasets)."""
+    MetadataCatalog with the COCO person keypoint metadata of the other person datasets).
+
+    An unreadable info.json raises ValueError naming it; with ``strict=False`` (the scan at
+    import) the name is registered anyway, a warning logged, and loading it raises the error.
+    """
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from densepose_ext.body.official_formats import UV_SYMMETRY
@@ -46,10 +55,22 @@ def register_stitched(name: str, directory: Union[str, Path], root: Optional[Pat
 
     directory = Path(directory).absolute()
     json_file, image_root = directory / "annotations.json", directory / "images"
-    info = _info(directory)
+    try:
+        info, problem = _info(directory), None
+    except ValueError as e:  # registered anyway: using it raises, other datasets are unaffected
+        if strict:
+            raise
+        info, problem = {}, e
+        logger.warning("Stitched dataset %s cannot be loaded: %s", name, e)
     embedded = info.get("body_model", "embedded") == "embedded"
     data_dir = (Path(root) if root is not None else datasets_root()).absolute() / "densepose_data"
-    DatasetCatalog.register(name, lambda: load_densepose_coco_json(json_file, image_root, dataset_name=name))
+
+    def load() -> List[dict]:
+        if problem is not None:
+            raise problem
+        return load_densepose_coco_json(json_file, image_root, dataset_name=name)
+
+    DatasetCatalog.register(name, load)
     MetadataCatalog.get(name).set(
         json_file=str(json_file),
         image_root=str(image_root),
@@ -70,13 +91,17 @@ def register_all_stitched(root: Optional[Union[str, Path]] = None) -> List[str]:
 
     root = Path(root) if root is not None else datasets_root()
     base = root / STITCHED_SUBDIR
-    if not base.is_dir():
+    try:
+        dirs = sorted(p for p in base.iterdir() if (p / "annotations.json").is_file()) \
+            if base.is_dir() else []
+    except OSError as e:
+        logger.warning("Cannot scan the stitched datasets in %s: %s", base, e)
         return []
     names = []
-    for d in sorted(p for p in base.iterdir() if (p / "annotations.json").is_file()):
+    for d in dirs:
         name = f"stitched_{d.name}"
         if name not in DatasetCatalog.list():
-            register_stitched(name, d, root)
+            register_stitched(name, d, root, strict=False)
             names.append(name)
     if names:
         logger.info("Registered stitched datasets: %s", ", ".join(names))

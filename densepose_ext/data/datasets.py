@@ -240,10 +240,15 @@ def register_all(root: Optional[Path] = None) -> None:
     ]
     if found:
         logger.info("Registered DensePose-COCO splits: %s", ", ".join(found))
-    # after the sources: an interpolated dataset takes its source's metadata
+    # after the sources: an interpolated dataset takes its source's metadata. Generated
+    # datasets never break import: each bad one is registered with a loader that raises its
+    # error (see the modules); anything else unexpected in a scan is logged, not raised.
     from distill.datasets import interpolated_root, register_all_interpolated
-
-    register_all_interpolated(interpolated_root(root))
     from distill.pseudo_datasets import pseudo_root, register_all_pseudo_labeled
 
-    register_all_pseudo_labeled(pseudo_root(root))
+    for scan, where in ((register_all_interpolated, interpolated_root(root)),
+                        (register_all_pseudo_labeled, pseudo_root(root))):
+        try:
+            scan(where)
+        except (OSError, ValueError) as e:
+            logger.warning("Datasets under %s not registered: %s", where, e)

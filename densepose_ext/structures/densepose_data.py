@@ -36,6 +36,8 @@ __all__ = [
     "DensePoseData",
     "DensePoseList",
     "check_densepose_annotation",
+    "check_rle",
+    "compressed_rle_errors",
     "has_densepose",
     "decode_dp_masks",
     "encode_dp_masks",
@@ -61,27 +63,169 @@ def has_densepose(ann: dict) -> bool:
     return any(k in ann for k in DP_KEYS)
 
 
+def _short(value, limit: int = 60) -> str:
+    """``repr`` of a value, cut to ``limit`` characters (error messages name bad values)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_plain_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
 def _as_float_array(ann: dict, key: str) -> np.ndarray:
+    """``ann[key]`` as a flat float64 array; numbers only (no silent "3.5" -> 3.5 coercion)."""
     value = ann[key]
     if not isinstance(value, (list, tuple, np.ndarray)):
-        raise ValueError(f"{key} must be a list of numbers, got {type(value).__name__}")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key} must be a list of numbers") from None
+        raise ValueError(f"{key} must be a list of numbers, got {type(value).__name__} "
+                         f"{_short(value)}")
+    arr = np.asarray(value) if len(value) else np.zeros(0)
+    if arr.dtype.kind not in "iuf":  # strings, None, bools, nested or ragged lists
+        flat = value if arr.ndim <= 1 else []
+        bad = next(((k, v) for k, v in enumerate(flat) if not _is_plain_number(v)), None)
+        if bad is not None:
+            raise ValueError(f"{key}[{bad[0]}] must be a number, got {type(bad[1]).__name__} "
+                             f"{_short(bad[1])}")
+        raise ValueError(f"{key} must be a flat list of numbers, got {_short(value)}")
     if arr.ndim != 1:
         raise ValueError(f"{key} must be a flat list of numbers, got shape {arr.shape}")
+    arr = arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{key} contains non-finite values")
+        k = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise ValueError(f"{key}[{k}] is not finite: {arr[k]!r}")
     return arr
 
 
-def check_densepose_annotation(ann: dict) -> bool:
+def _compressed_rle_totals(strings: Sequence) -> np.ndarray:
+    """Pixel count covered by each COCO compressed RLE counts string, all strings at once;
+    -1 for a malformed one (a character outside the alphabet, an unfinished count, a
+    negative or over-large run).
+
+    This is pycocotools' ``rleFrString`` vectorised: 6-bit characters ('0' + x), 5 value bits
+    each, 0x20 = another character follows, 0x10 on the last = negative; runs from the third
+    on are stored as the difference to the run two before. pycocotools does not check any of
+    this, and decoding a malformed string writes past its buffer, so it is checked first.
+    """
+    n = len(strings)
+    raw, bad = [], np.zeros(n, bool)
+    for k, s in enumerate(strings):
+        try:
+            raw.append(s.encode("ascii") if isinstance(s, str) else bytes(s))
+        except (UnicodeEncodeError, TypeError):
+            raw.append(b"")
+            bad[k] = True
+    lengths = np.fromiter((len(b) for b in raw), np.int64, n)
+    out = np.full(n, -1, np.int64)
+    if not lengths.sum():
+        out[~bad & (lengths == 0)] = 0
+        return out
+    x = np.frombuffer(b"".join(raw), np.uint8).astype(np.int64) - 48
+    sid = np.repeat(np.arange(n), lengths)
+    bad |= np.bincount(sid, weights=(x < 0) | (x > 63), minlength=n) > 0
+    x = np.clip(x, 0, 63)
+    more = (x & 0x20) != 0
+    ends = np.cumsum(lengths) - 1
+    nonempty = lengths > 0
+    bad[nonempty] |= more[ends[nonempty]]  # the string stops inside a count
+    starts_string = np.zeros(len(x), bool)
+    starts_string[(ends - lengths + 1)[nonempty]] = True
+    starts = starts_string.copy()
+    starts[1:] |= ~more[:-1]
+    first = np.flatnonzero(starts)  # first character of every count
+    gid = np.cumsum(starts) - 1
+    pos = np.arange(len(x)) - first[gid]  # character index within its count
+    bad |= np.bincount(sid, weights=pos > 6, minlength=n) > 0  # > 35 bits: no uint32 run
+    pos = np.minimum(pos, 6)
+    value = np.add.reduceat((x & 0x1F) << (5 * pos), first)
+    last = np.append(first[1:], len(x)) - 1
+    value -= np.where(x[last] & 0x10, np.int64(1) << (5 * (pos[last] + 1)), 0)
+    csid = sid[first]  # string of every count
+    string_first = np.ones(len(csid), bool)
+    string_first[1:] = csid[1:] != csid[:-1]
+    j = np.arange(len(first)) - np.flatnonzero(string_first)[np.cumsum(string_first) - 1]
+    counts = value.copy()
+    for parity in (1, 0):  # runs j >= 3 add the run j - 2: running sums over 1,3,5.. / 2,4,6..
+        m = (j >= 1) & (j % 2 == parity)
+        if not m.any():
+            continue
+        v, s = value[m], csid[m]
+        cs = np.cumsum(v)
+        seg = np.ones(len(s), bool)
+        seg[1:] = s[1:] != s[:-1]
+        counts[m] = cs - (cs - v)[seg][np.cumsum(seg) - 1]
+    bad |= np.bincount(csid, weights=(counts < 0) | (counts >= 2**32), minlength=n) > 0
+    totals = np.bincount(csid, weights=np.maximum(counts, 0), minlength=n).astype(np.int64)
+    return np.where(bad, -1, totals)
+
+
+def compressed_rle_errors(pending: Sequence[Tuple[str, object, int, int]]) -> List[Optional[str]]:
+    """For each ``(field, counts string, height, width)``: None if the string is a valid
+    compressed RLE of that size, else the error message; one vectorised pass for all."""
+    totals = _compressed_rle_totals([p[1] for p in pending])
+    out: List[Optional[str]] = []
+    for (field, counts, height, width), total in zip(pending, totals.tolist()):
+        if total == height * width:
+            out.append(None)
+            continue
+        what = "malformed compressed RLE" if total < 0 else (
+            f"runs cover {total} pixels, not {height}x{width} = {height * width}")
+        out.append(f"{field}.counts: {what}: {_short(counts)}")
+    return out
+
+
+def check_rle(rles: Sequence[Tuple[str, object]], height: int, width: int,
+              pending: Optional[list] = None) -> None:
+    """Validate COCO RLE dicts ``(field name, rle)`` of a ``height`` x ``width`` mask.
+
+    ``size`` must be the pair [height, width] of ints and ``counts`` a compressed string (or
+    bytes) or a list of non-negative ints whose runs cover exactly height * width pixels.
+    Raises ValueError naming the field and the bad value. Compressed strings are decoded
+    together (one vectorised pass); with ``pending`` they are only appended to it as
+    ``(field, counts, height, width)`` for the caller to check many annotations at once
+    with :func:`compressed_rle_errors`.
+    """
+    strings = []
+    for field, rle in rles:
+        if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
+            raise ValueError(f"{field} must be a COCO RLE dict with size and counts, got "
+                             f"{_short(rle)}")
+        size = rle["size"]
+        if (not isinstance(size, (list, tuple)) or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+            raise ValueError(f"{field}.size must be a [height, width] pair of ints, got "
+                             f"{_short(size)}")
+        if list(size) != [height, width]:
+            raise ValueError(f"{field}.size must be {height}x{width} ([{height}, {width}]), "
+                             f"got {_short(size)}")
+        counts = rle["counts"]
+        if isinstance(counts, (str, bytes)):
+            strings.append((field, counts, height, width))
+        elif isinstance(counts, list):
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+                raise ValueError(f"{field}.counts list must hold non-negative ints, got "
+                                 f"{_short(counts)}")
+            if sum(counts) != height * width:
+                raise ValueError(f"{field}.counts runs cover {sum(counts)} pixels, not "
+                                 f"{height}x{width} = {height * width}")
+        else:
+            raise ValueError(f"{field}.counts must be a string or a list of ints, got "
+                             f"{type(counts).__name__} {_short(counts)}")
+    if pending is not None:
+        pending.extend(strings)
+    elif strings:
+        error = next((e for e in compressed_rle_errors(strings) if e is not None), None)
+        if error is not None:
+            raise ValueError(error)
+
+
+def check_densepose_annotation(ann: dict, pending_rles: Optional[list] = None) -> bool:
     """Validate the ``dp_*`` fields of one raw annotation; return whether it has DensePose.
 
     Raises ValueError with a message saying what is wrong (the caller adds file and ids).
     An annotation either has none of the ``dp_*`` keys or all six of them; a dense target
-    (``dp_dense_file``, a non-empty path string) may only come with them.
+    (``dp_dense_file``, a non-empty path string) may only come with them. Point arrays hold
+    numbers (not numeric strings), ``dp_masks`` 14 entries, each [] or a valid 256x256 RLE
+    (compressed strings deferred to ``pending_rles`` if given, see :func:`check_rle`).
     """
     if not has_densepose(ann):
         if DENSE_TARGET_KEY in ann:
@@ -117,17 +261,15 @@ def check_densepose_annotation(ann: dict) -> bool:
     if not isinstance(masks, (list, tuple)) or len(masks) != NUM_COARSE_PARTS:
         n = len(masks) if isinstance(masks, (list, tuple)) else type(masks).__name__
         raise ValueError(f"dp_masks must be a list of {NUM_COARSE_PARTS} entries, got {n}")
+    rles = []
     for k, rle in enumerate(masks):
         if isinstance(rle, (list, tuple)) and len(rle) == 0:
             continue
         if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
-            raise ValueError(f"dp_masks[{k}] must be [] or a COCO RLE dict with size, counts")
-        if list(rle["size"]) != [FRAME_SIZE, FRAME_SIZE]:
-            raise ValueError(
-                f"dp_masks[{k}] RLE must be {FRAME_SIZE}x{FRAME_SIZE}, got size {rle['size']}"
-            )
-        if not isinstance(rle["counts"], (str, bytes, list)):
-            raise ValueError(f"dp_masks[{k}] RLE counts must be a string or a list")
+            raise ValueError(f"dp_masks[{k}] must be [] or a COCO RLE dict with size, counts, "
+                             f"got {_short(rle)}")
+        rles.append((f"dp_masks[{k}]", rle))
+    check_rle(rles, FRAME_SIZE, FRAME_SIZE, pending_rles)
     return True
 
 
