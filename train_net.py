@@ -10,7 +10,11 @@
 
 Trailing ``KEY VALUE`` pairs override the config. Checkpoints, ``metrics.json``, tensorboard
 events, evaluation outputs (``inference/<dataset>/``) and every metric of the last
-evaluation (``eval_results.json``) go to ``OUTPUT_DIR``.
+evaluation (``eval_results.json``) go to ``OUTPUT_DIR``; checkpoints, ``last_checkpoint`` and
+``eval_results.json`` are written atomically (temp file + fsync + rename). ``--resume`` takes
+the last checkpoint that loads (a truncated one is reported and skipped). A bad input or
+argument prints ``error: <message>`` and exits with status 2 (traceback with ``--debug`` or
+``DENSEPOSE_DEBUG=1``).
 """
 import json
 import os
@@ -23,17 +27,18 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import densepose_ext.data  # noqa: F401  (registers the datasets)
-from densepose_ext.config import setup_densepose_cfg
 from densepose_ext.engine import Trainer
 from densepose_ext.engine.mean_teacher import register_teacher
 from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
+from densepose_ext.utils import atomic_write
+from densepose_ext.utils.cli import load_config, run_cli
 
 
 def setup(args):
     """Config from file + command-line overrides, frozen; logging and output dir set up."""
     if (args.num_gpus > 1 or args.num_machines > 1) and not torch.cuda.is_available():
-        raise RuntimeError("--num-gpus/--num-machines > 1 need CUDA, which is not available")
-    cfg = setup_densepose_cfg(args.config_file, args.opts)
+        raise ValueError("--num-gpus/--num-machines > 1 need CUDA, which is not available")
+    cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
     # our modules' messages (evaluator tables, dataset checks) beside detectron2's, same log file
@@ -66,12 +71,20 @@ def main(args):
 
 def _save_results(cfg, results) -> None:
     """Every metric of the last evaluation, as json, in OUTPUT_DIR/eval_results.json."""
-    with open(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
+    with atomic_write(os.path.join(cfg.OUTPUT_DIR, "eval_results.json"), "w") as f:
         json.dump(results, f, indent=2)
 
 
 def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+    parser = default_argument_parser()
+    args = parser.parse_args()
+    if args.num_gpus < 0 or args.num_machines < 1:
+        parser.error(f"--num-gpus must be >= 0 and --num-machines >= 1, got {args.num_gpus} "
+                     f"and {args.num_machines}")
+    if not 0 <= args.machine_rank < args.num_machines:
+        parser.error(f"--machine-rank must be in 0..{args.num_machines - 1}, got {args.machine_rank}")
+    if not args.config_file:
+        parser.error("--config-file is required")
     print("Command Line Args:", args)
     launch(
         main,
@@ -84,4 +97,4 @@ def invoke_main() -> None:
 
 
 if __name__ == "__main__":
-    invoke_main()
+    run_cli(invoke_main)

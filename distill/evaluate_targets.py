@@ -202,4 +202,6 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -587,4 +586,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

@@ -31,7 +31,6 @@ import functools
 import io
 import json
 import multiprocessing as mp
-import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -45,10 +44,11 @@ from .rasterize import rasterize
 from .scene import BodyAssets, load_body_assets, sample_scene
 from .texture import Lighting, compose_image, render_background, sample_outfit, shade_people
 
-__all__ = ["RENDERER_VERSION", "RenderParamsMismatch", "render_image", "render_dataset", "outdated_reason",
-           "main"]
+__all__ = ["RENDERER_VERSION", "RenderParamsMismatch", "RenderShrinkRefused", "render_image", "render_dataset",
+           "outdated_reason", "main"]
 
 RENDERER_VERSION = "1"
+MAX_SIDE = 8192  # largest image side the renderer accepts
 
 
 class RenderParamsMismatch(ValueError):
@@ -57,6 +57,47 @@ class RenderParamsMismatch(ValueError):
 
 class FragmentError(ValueError):
     """A per-image fragment of a dataset directory cannot be read."""
+
+
+class RenderShrinkRefused(ValueError):
+    """A rerun asked for fewer images than the dataset directory already holds."""
+
+
+def _rendered_ids(out_dir: Path) -> List[int]:
+    """Ids of the images with a fragment in ``out_dir/.parts`` (finished images), sorted."""
+    parts = out_dir / ".parts"
+    if not parts.is_dir():
+        return []
+    return sorted(int(p.stem) for p in parts.glob("*.json") if p.stem.isdigit())
+
+
+def _check_no_shrink(out_dir: Path, num_images: int) -> None:
+    """Refuse a rerun that would drop images already rendered into ``out_dir``: its
+    annotations.json would silently hold fewer images than before."""
+    beyond = [i for i in _rendered_ids(out_dir) if i > num_images]
+    if beyond:
+        raise RenderShrinkRefused(
+            f"{out_dir}: holds rendered images up to id {beyond[-1]} ({len(beyond)} beyond the "
+            f"{num_images} requested); a rerun never shrinks a dataset: ask for "
+            f"--num-images {beyond[-1]} or more, or render into a new directory")
+
+
+def _check_render_args(num_images: int, seed: int, width: int, height: int, max_people: int,
+                       jpeg_quality: int, workers: int) -> None:
+    """ValueError naming the first argument out of its range."""
+    checks = [
+        (num_images >= 1, f"num_images must be >= 1, got {num_images}"),
+        (seed >= 0, f"seed must be >= 0, got {seed}"),
+        (1 <= max_people <= MAX_PEOPLE_PER_IMAGE,
+         f"max_people must be in 1..{MAX_PEOPLE_PER_IMAGE}, got {max_people}"),
+        (16 <= width <= MAX_SIDE and 16 <= height <= MAX_SIDE,
+         f"image size {width}x{height} is out of range: each side in 16..{MAX_SIDE}"),
+        (1 <= jpeg_quality <= 100, f"jpeg_quality must be in 1..100, got {jpeg_quality}"),
+        (workers >= 1, f"workers must be >= 1, got {workers}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"render_dataset: {message}")
 
 
 @contextlib.contextmanager
@@ -254,18 +295,18 @@ def render_dataset(out_dir, num_images: int, seed: int, width: int = 256, height
                    workers: int = 1, poses: Optional[str] = None) -> Path:
     """Render (or resume rendering) a dataset of ``num_images`` images; returns annotations.json.
 
-    A directory can be extended later with more images (same other parameters).
+    A directory can be extended later with more images (same other parameters), never shrunk:
+    fewer images than it holds is a :class:`RenderShrinkRefused`. Arguments out of range are a
+    ValueError naming them.
     """
-    if num_images < 1:
-        raise ValueError(f"render_dataset: num_images must be >= 1, got {num_images}")
-    if not 1 <= max_people <= MAX_PEOPLE_PER_IMAGE:
-        raise ValueError(f"render_dataset: max_people must be in 1..{MAX_PEOPLE_PER_IMAGE}, got {max_people}")
-    if width < 16 or height < 16:
-        raise ValueError(f"render_dataset: image size {width}x{height} is too small")
+    _check_render_args(num_images, seed, width, height, max_people, jpeg_quality, workers)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"render_dataset: {out_dir} exists and is not a directory")
     body = load_body_assets()
     params = _params(seed, width, height, max_people, jpeg_quality, body, poses)
     _check_params(out_dir, params)
+    _check_no_shrink(out_dir, num_images)
     todo = [i for i in range(num_images) if not _is_done(out_dir, i + 1)]
     jobs = [(out_dir, i, seed, width, height, max_people, jpeg_quality, poses) for i in todo]
     from tqdm import tqdm
@@ -299,6 +340,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "directory); default: joint-limited random poses")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = parser.parse_args(argv)
+    try:
+        _check_render_args(a.num_images, a.seed, a.width, a.height, a.max_people, a.jpeg_quality, a.workers)
+    except ValueError as e:
+        parser.error(str(e).replace("render_dataset: ", "").replace("_", "-"))
     path = render_dataset(a.out, a.num_images, a.seed, a.width, a.height, a.max_people, a.jpeg_quality,
                           progress=not a.no_progress, workers=a.workers, poses=a.poses)
     print(path)
@@ -306,4 +351,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -476,4 +475,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

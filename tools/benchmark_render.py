@@ -66,4 +66,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

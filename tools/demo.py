@@ -22,9 +22,14 @@ DEFAULT_CONFIG = REPO / "configs" / "embedded" / "densepose_rcnn_R_18_GN_FPN.yam
 
 
 def run(cmd) -> None:
-    """Run a command with its output streaming through; fail loudly."""
+    """Run a command with its output streaming through; a failure ends the demo with the
+    command's exit status (its own error message is already printed)."""
     print("+", " ".join(map(str, cmd)), flush=True)
-    subprocess.run([str(c) for c in cmd], cwd=REPO, check=True)
+    proc = subprocess.run([str(c) for c in cmd], cwd=REPO)
+    if proc.returncode:
+        print(f"error: demo step failed (exit status {proc.returncode}): "
+              f"{' '.join(map(str, cmd))}", file=sys.stderr, flush=True)
+        sys.exit(proc.returncode)
 
 
 def read_metrics(eval_dir: Path) -> dict:
@@ -70,4 +75,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

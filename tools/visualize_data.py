@@ -9,6 +9,10 @@ DensePose points coloured by part.
 Examples:
     python tools/visualize_data.py --dataset densepose_embedded_mini --num 8 --out grid.png
     python tools/visualize_data.py --json ann.json --image-root images/ --out grid.png
+
+Annotations drawn over the wrong picture would mislead: every chosen image must lie inside the
+image root (``--image-root``, or the dataset's ``image_root``), decode completely and have the
+json's width and height, else the tool stops with an error naming the json, image id and file.
 """
 from __future__ import annotations
 
@@ -24,6 +28,35 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from densepose_ext.utils import atomic_write  # noqa: E402
+
+
+class VisualizeDataError(ValueError):
+    """A chosen record whose image cannot be drawn faithfully (outside the root, unreadable,
+    or of another size than the json says)."""
+
+
+def check_record_image(record: dict, image_root: Optional[str], source: str) -> None:
+    """Refuse an image outside ``image_root``, one that does not decode completely, or one
+    whose (EXIF-oriented) size differs from the record's ``width`` / ``height``."""
+    from PIL import Image, ImageOps
+
+    path = Path(record["file_name"])
+    where = f"{source}: image id {record.get('image_id')!r} ({path})"
+    if image_root:
+        root = Path(image_root).resolve()
+        if root not in path.resolve().parents:
+            raise VisualizeDataError(f"{where}: outside the image root {root}")
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes everything: a truncated file raises here
+            width, height = ImageOps.exif_transpose(im).size
+    except Exception as e:  # noqa: BLE001 (any decoding failure means nothing to draw on)
+        raise VisualizeDataError(f"{where}: not a readable image ({type(e).__name__}: {e})") from e
+    expected = (record.get("width"), record.get("height"))
+    if None not in expected and (width, height) != expected:
+        raise VisualizeDataError(
+            f"{where}: the image is {width}x{height} but the json says "
+            f"{expected[0]}x{expected[1]}; annotations would be drawn misaligned")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -44,8 +77,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.json and not args.image_root:
         parser.error("--json needs --image-root")
-    if args.num < 1 or args.cols < 1 or args.cell < 16:
-        parser.error("--num and --cols must be >= 1 and --cell >= 16")
+    if args.num < 1 or args.cols < 1 or not 16 <= args.cell <= 4096:
+        parser.error(f"--num and --cols must be >= 1 and --cell in 16..4096, got --num "
+                     f"{args.num} --cols {args.cols} --cell {args.cell}")
+    if args.json and not Path(args.json).is_file():
+        parser.error(f"--json {args.json}: no such file")
+    if args.image_root and not Path(args.image_root).is_dir():
+        parser.error(f"--image-root {args.image_root}: no such directory")
+    from densepose_ext.vis.dataset_vis import LAYERS
+
+    for panel in args.panels:
+        unknown = sorted(set(panel.split("+")) - set(LAYERS))
+        if unknown:
+            parser.error(f"--panels {panel}: unknown layers {unknown}; choose from {list(LAYERS)}")
     return args
 
 
@@ -60,9 +104,12 @@ def main(argv: Optional[List[str]] = None) -> Path:
     from densepose_ext.vis import draw_dataset_dict, make_grid
 
     if args.dataset:
+        if args.dataset not in DatasetCatalog.list():
+            raise VisualizeDataError(f"--dataset {args.dataset}: no such registered dataset")
         records = DatasetCatalog.get(args.dataset)
         meta = MetadataCatalog.get(args.dataset)
         names, rules = meta.get("keypoint_names"), meta.get("keypoint_connection_rules")
+        image_root, source = meta.get("image_root"), meta.get("json_file") or args.dataset
     else:
         from detectron2.data.datasets.builtin_meta import (
             COCO_PERSON_KEYPOINT_NAMES,
@@ -71,12 +118,15 @@ def main(argv: Optional[List[str]] = None) -> Path:
 
         records = load_densepose_coco_json(args.json, args.image_root)
         names, rules = COCO_PERSON_KEYPOINT_NAMES, KEYPOINT_CONNECTION_RULES
+        image_root, source = args.image_root, args.json
     if not records:
-        raise SystemExit("the dataset has no images")
+        raise VisualizeDataError(f"{source}: the dataset has no images")
     order = np.arange(len(records))
     if args.shuffle is not None:
         order = np.random.default_rng(args.shuffle).permutation(len(records))
     chosen = [records[k] for k in order[: args.num]]
+    for record in chosen:
+        check_record_image(record, image_root, str(source))
     panels = [p.split("+") for p in args.panels]
     cells = [
         np.hstack([draw_dataset_dict(r, names, rules, max_size=args.cell, show=p) for p in panels])
@@ -95,4 +145,6 @@ def main(argv: Optional[List[str]] = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

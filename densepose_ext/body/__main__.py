@@ -6,7 +6,6 @@
 import argparse
 import json
 import logging
-import sys
 from typing import List, Optional
 
 import numpy as np
@@ -63,4 +62,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

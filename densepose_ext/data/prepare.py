@@ -52,4 +52,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from densepose_ext.utils.cli import run_cli
+
+    run_cli(main)

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+from ..utils import atomic_write
+
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "shrunk_schedule",
            "resumable_training", "claim_output_dir", "display_command", "seed_dir",
            "prune_checkpoints"]
@@ -51,11 +53,8 @@ def cached_record(path: Path, command: List[str]) -> Optional[dict]:
 
 def save_record(path: Path, record: dict) -> dict:
     """Write ``record`` to ``path`` atomically (json) and return it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
+    with atomic_write(Path(path), "w") as f:  # temp file + fsync + rename
+        f.write(json.dumps(record, indent=1) + "\n")
     return record
 
 

@@ -8,6 +8,7 @@ import torch
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.utils import comm
 
 from ..body import BodyModel
 from ..data import (DensePoseDatasetMapper, PersonCropMapper, build_mixed_train_loader,
@@ -62,6 +63,24 @@ class Trainer(DefaultTrainer):
             hooks.insert(2, MeanTeacherHook(mean_teacher, mt.RAMPUP_ITERS, mt.EMA_DECAY_RAMPUP,
                                             mt.EMA_DECAY))
         return hooks
+
+    def resume_or_load(self, resume=True):
+        """As DefaultTrainer's, with :class:`DensePoseCheckpointer`'s checked resume (a bad last
+        checkpoint falls back to the previous good one). A resume of a finished schedule whose
+        ``model_final.pth`` is missing or does not load (a kill during its save) writes it from
+        the state just loaded, which is the state the final save would have written."""
+        self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if resume and self.checkpointer.has_checkpoint():
+            # the checkpoint stores the iteration that just finished: start at the next one
+            self.start_iter = self.iter + 1
+            final = os.path.join(self.cfg.OUTPUT_DIR, "model_final.pth")
+            if self.start_iter >= self.max_iter and comm.is_main_process():
+                why = self.checkpointer.unreadable_reason(final)
+                if why is not None:
+                    logger.warning("Resumed a finished schedule (iteration %d of %d) whose %s "
+                                   "is bad (%s): writing it from the last checkpoint",
+                                   self.iter + 1, self.max_iter, final, why)
+                    self.checkpointer.save("model_final", iteration=self.iter)
 
     @classmethod
     def build_model(cls, cfg):

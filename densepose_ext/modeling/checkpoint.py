@@ -15,18 +15,32 @@ DECODER_ON) and would silently give other outputs: :class:`DensePoseCheckpointer
 :class:`DensePoseCheckpointError` unless ``allow_partial``
 (``MODEL.ROI_DENSEPOSE_HEAD.ALLOW_PARTIAL_CHECKPOINT``). Checkpoints without DensePose tensors
 (e.g. a pretrained backbone) load as before.
+
+Saving is crash-safe: every checkpoint and ``last_checkpoint`` is written to a temp file,
+fsync'ed and renamed (:func:`densepose_ext.utils.atomic_write`), so a kill during a save leaves
+the previous files as they were. ``resume_or_load(..., resume=True)`` loads the file
+``last_checkpoint`` names only if it reads back; otherwise it falls back to the newest other
+``model_*.pth`` that does, with a warning naming the bad file, and raises
+:class:`DensePoseCheckpointError` when none does. A checkpoint file that does not load is a
+:class:`DensePoseCheckpointError` naming it.
 """
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import re
+import zipfile
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
 from ..model_zoo import unreadable_error, zoo_entry_for_path
+from ..utils import atomic_write
 
 __all__ = [
     "DensePoseCheckpointError",
@@ -50,6 +64,10 @@ _C2_PREDICTOR = {
 _C2_SUFFIX = {"w": "weight", "b": "bias"}
 _C2_HEAD_RE = re.compile(r"^body_conv_fcn(\d+)_([wb])$")
 _C2_PRED_RE = re.compile(r"^(AnnIndex_lowres|Index_UV_lowres|U_lowres|V_lowres)_([wb])$")
+_CHECKPOINT_RE = re.compile(r"^(.+)_(\d+|final)\.pth$")
+# what torch.load raises on a truncated or otherwise corrupt file
+_UNREADABLE = (RuntimeError, EOFError, ValueError, KeyError, OSError, pickle.UnpicklingError,
+               zipfile.BadZipFile, AttributeError, IndexError, TypeError)
 
 
 def is_densepose_key(key: str) -> bool:
@@ -146,20 +164,148 @@ class DensePoseCheckpointer(DetectionCheckpointer):
         self.incompatible = None
         self.renamed_keys: Dict[str, str] = {}
 
+        self._preloaded: Optional[Tuple[str, Any]] = None  # (path, data) read by resume
+
     @classmethod
     def from_config(cls, cfg, model, save_dir: str = "", **kwargs) -> "DensePoseCheckpointer":
         """A checkpointer for ``model`` with ``allow_partial`` from ``cfg``."""
         allow = cfg.MODEL.get("ROI_DENSEPOSE_HEAD", {}).get("ALLOW_PARTIAL_CHECKPOINT", False)
         return cls(model, save_dir, allow_partial=allow, **kwargs)
 
+    # ---- saving: temp file + fsync + rename, so a kill never leaves a partial file ----
+
+    def _local_save_dir(self) -> bool:
+        return "://" not in str(self.save_dir)
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        """As fvcore's ``Checkpointer.save``, but atomic: the file (then ``last_checkpoint``)
+        appears complete or not at all."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        if not self._local_save_dir():  # remote storage: fvcore's in-place write
+            return super().save(name, **kwargs)
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        if os.path.basename(save_file) != basename:
+            raise ValueError(f"checkpoint name {name!r} is not a plain file name")
+        self.logger.info("Saving checkpoint to %s", save_file)
+        with atomic_write(save_file, "wb") as f:
+            torch.save(data, f)
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        """Name the last checkpoint in ``save_dir/last_checkpoint`` (atomically)."""
+        if not self._local_save_dir():
+            return super().tag_last_checkpoint(last_filename_basename)
+        with atomic_write(os.path.join(self.save_dir, "last_checkpoint"), "w") as f:
+            f.write(last_filename_basename)
+
+    # ---- loading ----
+
+    def load(self, path: str, *args, **kwargs):
+        """As DetectionCheckpointer.load; a missing file is a DensePoseCheckpointError."""
+        if path and not isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            local = path if os.path.isfile(path) else self.path_manager.get_local_path(path)
+            if not os.path.isfile(local):
+                raise DensePoseCheckpointError(f"checkpoint {path}: no such file")
+        return super().load(path, *args, **kwargs)
+
     def _load_file(self, filename: str):
-        # a model-zoo file that does not load names the command that rebuilds it
+        if self._preloaded is not None and self._preloaded[0] == filename:
+            data, self._preloaded = self._preloaded[1], None  # verified by resume_or_load
+            return data
         try:
             return super()._load_file(filename)
         except Exception as e:
-            if zoo_entry_for_path(filename) is None:
-                raise
-            raise unreadable_error(filename, e) from e
+            if zoo_entry_for_path(filename) is not None:
+                # a model-zoo file that does not load names the command that rebuilds it
+                raise unreadable_error(filename, e) from e
+            if isinstance(e, _UNREADABLE):
+                raise DensePoseCheckpointError(
+                    f"checkpoint {filename}: not readable, truncated or corrupt "
+                    f"({type(e).__name__}: {e})") from e
+            raise
+
+    def unreadable_reason(self, filename: str, keep: bool = False) -> Optional[str]:
+        """None when ``filename`` loads as a checkpoint with a model state, else why not.
+        ``keep``: hold the loaded data for the next :meth:`load` of that file."""
+        if not os.path.isfile(filename):
+            return "no such file"
+        try:
+            data = self._load_file(filename)
+        except Exception as e:  # noqa: BLE001 (any failure makes the file unusable)
+            return f"{type(e).__name__}: {e}"
+        if not isinstance(data, dict) or not isinstance(data.get("model"), Mapping):
+            return "no model state in it"
+        if keep:
+            self._preloaded = (filename, data)
+        return None
+
+    def _resume_candidates(self, tagged: str) -> List[str]:
+        """``tagged`` first, then the other ``<prefix>_<iter>.pth`` / ``<prefix>_final.pth``
+        of ``save_dir``, newest iteration first (final before numbered)."""
+        others = []
+        for path in self.get_all_checkpoint_files():
+            m = _CHECKPOINT_RE.match(os.path.basename(path))
+            if m and os.path.abspath(path) != os.path.abspath(tagged or ""):
+                order = float("inf") if m.group(2) == "final" else int(m.group(2))
+                others.append((order, os.path.getmtime(path), path))
+        return ([tagged] if tagged else []) + [p for _, _, p in sorted(others, reverse=True)]
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """As fvcore's, but a resume only takes a checkpoint that loads: when the file named by
+        ``last_checkpoint`` is missing, truncated or corrupt (or ``last_checkpoint`` itself is
+        missing while checkpoints exist), the newest other checkpoint of ``save_dir`` that loads
+        is used, with a warning naming the bad file, and ``last_checkpoint`` is set to it; when
+        none loads, :class:`DensePoseCheckpointError`. Temp files of killed saves are removed."""
+        if not (resume and self.save_dir and self._local_save_dir()
+                and os.path.isdir(self.save_dir)):
+            return super().resume_or_load(path, resume=resume)
+        self._remove_stale_temp_files()
+        bad = []
+        tagged = ""
+        if self.has_checkpoint():
+            tagged = self.get_checkpoint_file()
+            name = os.path.relpath(tagged, self.save_dir) if tagged else ""
+            if not name or name == "." or os.sep in name or name.startswith(".."):
+                bad.append((os.path.join(self.save_dir, "last_checkpoint"),
+                            f"names no checkpoint file of {self.save_dir}: {name!r}"))
+                tagged = ""
+        candidates = self._resume_candidates(tagged)
+        if not candidates and not bad:  # nothing saved yet: a fresh start from ``path``
+            return super().resume_or_load(path, resume=resume)
+        if not self.has_checkpoint():
+            bad.append((os.path.join(self.save_dir, "last_checkpoint"), "missing"))
+        for candidate in candidates:
+            why = self.unreadable_reason(candidate, keep=True)
+            if why is None:
+                if bad:
+                    logger.warning(
+                        "Resuming from %s instead: %s", candidate,
+                        "; ".join(f"{p} is bad ({w})" for p, w in bad))
+                    self.tag_last_checkpoint(os.path.basename(candidate))
+                return self.load(candidate)
+            bad.append((candidate, why))
+        raise DensePoseCheckpointError(
+            f"--resume: no checkpoint in {self.save_dir} loads: "
+            + "; ".join(f"{p} ({w})" for p, w in bad)
+            + ". Delete the bad files to train from MODEL.WEIGHTS, or run without --resume "
+            "into another OUTPUT_DIR.")
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete ``.<name>.pth.*.tmp`` / ``.last_checkpoint.*.tmp`` left by killed saves."""
+        for name in os.listdir(self.save_dir):
+            if name.startswith(".") and name.endswith(".tmp") and (
+                    ".pth." in name or name.startswith(".last_checkpoint.")):
+                logger.info("Removing %s (left by an interrupted save)", name)
+                try:
+                    os.unlink(os.path.join(self.save_dir, name))
+                except FileNotFoundError:
+                    pass
 
     def _load_model(self, checkpoint: dict):
         state, self.renamed_keys = convert_densepose_keys(checkpoint["model"])
