@@ -218,4 +218,9 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        from densepose_ext.utils.cli import run_cli
+    except ImportError:  # a --baseline worker imports an older densepose_ext
+        main()
+    else:
+        run_cli(main)

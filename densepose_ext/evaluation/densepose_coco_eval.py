@@ -38,12 +38,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+from pycocotools.cocoeval import COCOeval, Params
 
 from .gps import (
     NORMALIZATIONS,
@@ -57,6 +57,7 @@ from .gps import (
 )
 from .iuv import IUV, box_grid_size, decode_iuv_png_uint8
 from .masks import detection_mask, gt_mask, mask_iou_matrix
+from .matching import accumulate, greedy_match, official_box_rule
 from .protocol import check_protocol
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "build_coco_detections",
     "decode_detection_iuv",
     "decode_detection_maps",
+    "evaluate_ap",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,15 +111,24 @@ def decode_detection_maps(dt: dict, source: str = "detections"
     return maps
 
 
-def _decode_all(dts: Sequence[dict]) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`decode_detection_maps` of many records; PNG decoding (which releases the GIL)
-    runs on a few threads when there are many."""
+def _decode_all(dts: Sequence[dict]) -> Callable[[], List[Tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray]]]:
+    """Starts :func:`decode_detection_maps` of many records and returns the function that
+    waits for their maps. PNG decoding (which releases the GIL) runs on a few threads when
+    there are many, while the caller goes on with the ground truth."""
     workers = min(4, os.cpu_count() or 1)
     todo = sum(DECODED_KEY not in d for d in dts)
     if todo < 64 or workers < 2:
-        return [decode_detection_maps(d) for d in dts]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(decode_detection_maps, dts, chunksize=32))
+        return lambda: [decode_detection_maps(d) for d in dts]
+    pool = ThreadPoolExecutor(workers)
+    chunks = [dts[k:k + 32] for k in range(0, len(dts), 32)]
+    futures = [pool.submit(lambda c: [decode_detection_maps(d) for d in c], c) for c in chunks]
+    pool.shutdown(wait=False)
+
+    def result():
+        return [m for f in futures for m in f.result()]
+
+    return result
 
 
 def decode_detection_iuv(dt: dict, source: str = "detections") -> IUV:
@@ -161,7 +172,7 @@ class ImagePairs:
     gt_points: GtPoints
     errors: np.ndarray  # (D,P) geodesic errors of each detection at every GT point
     gps: Dict[str, np.ndarray]  # normalisation -> (D,G)
-    mask_iou: np.ndarray  # (D,G)
+    mask_iou: np.ndarray  # (D,G), of the pairs with GPS > 0 (0 elsewhere)
     box_iou: np.ndarray  # (D,G)
     dt_index: Dict[int, int] = field(default_factory=dict)
     gt_index: Dict[int, int] = field(default_factory=dict)
@@ -236,11 +247,16 @@ class PairSimilarities:
                 self.coco_dt.getAnnIds(imgIds=[img_id], catIds=[cat_id])), self.max_dets))
         all_gts = [g for gts in gts_of for g in gts]
         all_dts = [d for dts in dts_of for d in dts]
+        decoded = _decode_all(all_dts)
         try:
             points = collect_gt_points(self.body, all_gts, self.source, self.protocol)
-        except ValueError as e:
-            raise DensePoseEvaluationError(str(e)) from None
-        maps = _decode_all(all_dts)
+            # GPSm needs a GT mask only where GPS > 0, so only for persons with points
+            gt_masks = [[self._gt_mask(g, self._image_hw(key[0])) if n else None
+                         for g, n in zip(gts, np.diff(points.offsets[g0:g0 + len(gts) + 1]))]
+                        for key, gts, g0 in zip(keys, gts_of, np.cumsum(
+                            [0] + [len(g) for g in gts_of[:-1]]))]
+        finally:
+            maps = decoded()
         errors, sims, g_first, d_first, p_first = self._pair_values(
             keys, gts_of, dts_of, points, maps)
         for k, key in enumerate(keys):
@@ -250,7 +266,8 @@ class PairSimilarities:
             P = len(sub.I)
             err = errors[p_first[k]:p_first[k] + len(dts) * P].reshape(len(dts), P)
             gps = {n: sims[n][k] for n in NORMALIZATIONS}
-            mask_iou, box_iou = self._overlaps(key[0], gts, dts, maps[d0:d0 + len(dts)])
+            mask_iou, box_iou = self._overlaps(key[0], gts, dts, maps[d0:d0 + len(dts)],
+                                               gt_masks[k], gps)
             self._cache[key] = ImagePairs([d["id"] for d in dts], [g["id"] for g in gts], sub,
                                           err, gps, mask_iou, box_iou)
 
@@ -319,19 +336,23 @@ class PairSimilarities:
             sims[norm] = per_image
         return errors, sims, g_first, d_first, p_first
 
-    def _overlaps(self, img_id: int, gts: List[dict], dts: List[dict], maps
-                  ) -> Tuple[np.ndarray, np.ndarray]:
-        """(D,G) mask IoU and box IoU of one image."""
+    def _image_hw(self, img_id: int) -> Tuple[int, int]:
+        img = self.coco_gt.imgs[img_id]
+        return int(img["height"]), int(img["width"])
+
+    def _overlaps(self, img_id: int, gts: List[dict], dts: List[dict], maps, gt_masks,
+                  gps: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        """(D,G) mask IoU (of the pairs with GPS > 0, the only ones GPSm needs; 0 elsewhere)
+        and box IoU of one image."""
         D, G = len(dts), len(gts)
         if not D or not G:
             return np.zeros((D, G)), np.zeros((D, G))
-        img = self.coco_gt.imgs[img_id]
-        hw = (int(img["height"]), int(img["width"]))
+        hw = self._image_hw(img_id)
         crowd = [int(g.get("iscrowd", 0)) for g in gts]
-        dt_masks = [detection_mask(m[0], d["bbox"], hw, self.protocol)
-                    for d, m in zip(dts, maps)]
-        gt_masks = [self._gt_mask(g, hw) for g in gts]
-        mask_iou = mask_iou_matrix(dt_masks, gt_masks, crowd)
+        need = np.logical_or.reduce([v > 0 for v in gps.values()])
+        dt_masks = [detection_mask(m[0], d["bbox"], hw, self.protocol) if any_ else None
+                    for d, m, any_ in zip(dts, maps, need.any(axis=1))]
+        mask_iou = mask_iou_matrix(dt_masks, gt_masks, crowd, need)
         box_iou = np.asarray(mask_util.iou([d["bbox"] for d in dts],
                                            [g["bbox"] for g in gts], crowd)).reshape(D, G)
         return mask_iou, box_iou
@@ -342,49 +363,6 @@ class PairSimilarities:
         except (ValueError, TypeError, KeyError) as e:
             raise DensePoseEvaluationError(
                 f"{self.source}: annotation id={gt.get('id', '?')}: bad mask ({e})") from None
-
-
-def _greedy_match(sim: np.ndarray, thresholds: Sequence[float], gt_ignore: Sequence[bool],
-                  crowd: Sequence[bool]) -> Optional[np.ndarray]:
-    """COCO's greedy matching of score-sorted detections to GT sorted regular-first:
-    (T,D) index of the GT each detection matches at each threshold, -1 if none (None when
-    no pair reaches the lowest threshold).
-
-    Per threshold t, each detection in turn takes the available GT (crowds stay available)
-    with the highest similarity >= t (the later one on ties), preferring regular GT: ignored
-    ones are considered only while no regular one was found. Only the pairs at or above the
-    lowest threshold are visited.
-    """
-    D, G = sim.shape
-    lowest = min(min(thresholds), 1 - 1e-10)
-    rr, cc = np.nonzero(sim >= lowest)
-    if not len(rr):
-        return None
-    out = np.full((len(thresholds), D), -1, np.int64)
-    values = sim[rr, cc].tolist()
-    cands: List[List[Tuple[int, float]]] = [[] for _ in range(D)]
-    for r, c, v in zip(rr.tolist(), cc.tolist(), values):
-        if v != 0.0:
-            cands[r].append((c, v))
-    dets = [d for d in range(D) if cands[d]]
-    for ti, t in enumerate(thresholds):
-        t = min(t, 1 - 1e-10)
-        taken = [False] * G
-        row = out[ti]
-        for d in dets:
-            best, m = t, -1
-            for g, v in cands[d]:
-                if taken[g] and not crowd[g]:
-                    continue
-                if m > -1 and not gt_ignore[m] and gt_ignore[g]:
-                    break
-                if v < best:
-                    continue
-                best, m = v, g
-            if m > -1:
-                taken[m] = True
-                row[d] = m
-    return out
 
 
 class DensePoseCOCOeval(COCOeval):
@@ -507,30 +485,37 @@ class DensePoseCOCOeval(COCOeval):
     def _match(self, info: dict, gts: List[dict], order: List[int], ignore_unsorted):
         """(dtm (T,D) matched GT ids, gtm (T,G) matched detection ids, dtIgnore (T,D)) of
         one image (GT in ``order``) under this protocol's rules, before the detection area
-        rule."""
+        rule (the rules of :mod:`.matching` on a batch of one)."""
         T, D, G = len(self.params.iouThrs), len(info["dts"]), len(gts)
         dtm, gtm = np.zeros((T, D)), np.zeros((T, G))
         dt_ignore = np.zeros((T, D), bool)
-        ignore = [ignore_unsorted[i] for i in order]
+        ignore = np.array([ignore_unsorted[i] for i in order], bool)
         official = self.protocol == "detectron2"
-        if official and all(ignore):
+        if official and ignore.all():
             dt_ignore[:] = True  # no regular GT: nothing here counts
             return dtm, gtm, dt_ignore
         if not D or not G:
             return dtm, gtm, dt_ignore
-        crowd = [info["crowd"][i] for i in order]
+        crowd = np.array([info["crowd"][i] for i in order], bool)
         gt_ids = np.array([gts[i]["id"] for i in order], np.float64)
         dt_ids = np.array(info["dt_ids"], np.float64)
-        match = _greedy_match(info["sim"][:, order], self._thresholds, ignore, crowd)
-        if match is not None:
-            t_idx, d_idx = np.nonzero(match >= 0)
-            g_idx = match[t_idx, d_idx]
-            dtm[t_idx, d_idx] = gt_ids[g_idx]
-            gtm[t_idx, g_idx] = dt_ids[d_idx]
-            dt_ignore[t_idx, d_idx] = np.array(ignore, bool)[g_idx]
         box_iou = info["box_iou"][:, order]
+        match = greedy_match(info["sim"][None][:, :, order], self._thresholds, ignore[None],
+                             crowd[None])[0]
+        t_idx, d_idx = np.nonzero(match >= 0)
+        g_idx = match[t_idx, d_idx]
+        dtm[t_idx, d_idx] = gt_ids[g_idx]
+        gtm[t_idx, g_idx] = dt_ids[d_idx]
+        dt_ignore[t_idx, d_idx] = ignore[g_idx]
         if official:
-            self._official_box_rule(box_iou, dtm, gtm, dt_ignore, ignore, crowd, gt_ids, dt_ids)
+            rule = official_box_rule(box_iou[None], match[None, -1], ignore[None], crowd[None],
+                                     IGNORE_BOX_IOU)[0]
+            d_idx = np.flatnonzero(rule >= 0)
+            g_idx = rule[d_idx]
+            dt_ignore[:, d_idx] = ignore[g_idx]
+            d_idx, g_idx = d_idx[ignore[g_idx]], g_idx[ignore[g_idx]]
+            dtm[-1, d_idx] = gt_ids[g_idx]
+            gtm[-1, g_idx] = dt_ids[d_idx]
         else:
             flagged = np.array([info["base_ignore"][i] for i in order], bool)
             if flagged.all():
@@ -539,30 +524,6 @@ class DensePoseCOCOeval(COCOeval):
                 near = (box_iou[:, flagged] >= IGNORE_BOX_IOU).any(axis=1)
                 dt_ignore |= (dtm == 0) & near[None, :]
         return dtm, gtm, dt_ignore
-
-    @staticmethod
-    def _official_box_rule(box_iou, dtm, gtm, dt_ignore, ignore, crowd, gt_ids, dt_ids):
-        """The official evaluator's box-IoU rule, at its last threshold (see module doc)."""
-        last = dtm.shape[0] - 1
-        rr, cc = np.nonzero(box_iou >= IGNORE_BOX_IOU)
-        if not len(rr):
-            return
-        values = box_iou.tolist()
-        for d in sorted(set(rr.tolist())):
-            if dtm[last, d] != 0:
-                continue
-            best, m = IGNORE_BOX_IOU, -1
-            for g in cc[rr == d].tolist():
-                if gtm[last, g] > 0 and not crowd[g]:
-                    continue
-                if values[d][g] < best:
-                    continue
-                best, m = values[d][g], g
-            if m > -1:
-                dt_ignore[:, d] = ignore[m]
-                if ignore[m]:
-                    dtm[last, d] = gt_ids[m]
-                    gtm[last, m] = dt_ids[d]
 
     def run(self) -> "OrderedDict[str, float]":
         """evaluate() + accumulate() quietly; returns :meth:`metrics`."""
@@ -573,25 +534,160 @@ class DensePoseCOCOeval(COCOeval):
 
     def metrics(self) -> "OrderedDict[str, float]":
         """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl in percent (nan if undefined)."""
-        p = self.params
-        precision, recall = self.eval["precision"], self.eval["recall"]
+        return _metrics(self.params, self.eval["precision"], self.eval["recall"])
 
-        def mean(values: np.ndarray) -> float:
-            valid = values[values > -1]
-            return float(np.mean(valid) * 100.0) if valid.size else float("nan")
 
-        def thr(t: Optional[float]) -> slice:
-            if t is None:
-                return slice(None)
-            i = int(np.argmin(np.abs(p.iouThrs - t)))
-            return slice(i, i + 1)
+def _params(max_dets: int, img_ids: Sequence[int], cat_ids: Sequence[int]) -> Params:
+    """COCO parameters of the DensePose evaluation (see the module docstring)."""
+    p = Params(iouType="bbox")
+    p.iouThrs = np.linspace(0.5, 0.95, 10)
+    p.maxDets = [max_dets]
+    p.areaRng = [[0.0, 1e10], [32.0 ** 2, 96.0 ** 2], [96.0 ** 2, 1e10]]
+    p.areaRngLbl = ["all", "medium", "large"]
+    p.imgIds = sorted(set(img_ids))
+    p.catIds = sorted(set(cat_ids))
+    return p
 
-        area = {lbl: i for i, lbl in enumerate(p.areaRngLbl)}
-        out = OrderedDict()
-        for prefix, table in (("AP", precision), ("AR", recall)):
-            for suffix, t, a in (("", None, "all"), ("50", 0.5, "all"), ("75", 0.75, "all"),
-                                 ("m", None, "medium"), ("l", None, "large")):
-                s = table[thr(t)]
-                s = s[:, :, :, area[a], -1] if prefix == "AP" else s[:, :, area[a], -1]
-                out[prefix + suffix] = mean(s)
-        return out
+
+def _metrics(p: Params, precision: np.ndarray, recall: np.ndarray) -> "OrderedDict[str, float]":
+    """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl in percent (nan if undefined) of
+    pycocotools' precision (T,R,K,A,M) and recall (T,K,A,M) tables."""
+
+    def mean(values: np.ndarray) -> float:
+        valid = values[values > -1]
+        return float(np.mean(valid) * 100.0) if valid.size else float("nan")
+
+    def thr(t: Optional[float]) -> slice:
+        if t is None:
+            return slice(None)
+        i = int(np.argmin(np.abs(p.iouThrs - t)))
+        return slice(i, i + 1)
+
+    area = {lbl: i for i, lbl in enumerate(p.areaRngLbl)}
+    out = OrderedDict()
+    for prefix, table in (("AP", precision), ("AR", recall)):
+        for suffix, t, a in (("", None, "all"), ("50", 0.5, "all"), ("75", 0.75, "all"),
+                             ("m", None, "medium"), ("l", None, "large")):
+            s = table[thr(t)]
+            s = s[:, :, :, area[a], -1] if prefix == "AP" else s[:, :, area[a], -1]
+            out[prefix + suffix] = mean(s)
+    return out
+
+
+def _padded(blocks: List[np.ndarray], shape: Tuple[int, ...], fill, dtype) -> np.ndarray:
+    """Stack of arrays of at most ``shape`` each, padded with ``fill``."""
+    out = np.full((len(blocks),) + shape, fill, dtype)
+    for k, b in enumerate(blocks):
+        out[(k,) + tuple(slice(0, n) for n in b.shape)] = b
+    return out
+
+
+def evaluate_ap(coco_gt: COCO, coco_dt: COCO, pairs: PairSimilarities,
+                variants: Sequence[Tuple[str, str]], img_ids: Sequence[int]
+                ) -> Dict[Tuple[str, str], "OrderedDict[str, float]"]:
+    """AP/AR of several (measure, normalisation) ``variants`` at once: what
+    ``DensePoseCOCOeval(..., measure, normalization, img_ids).run()`` returns for each, with
+    the matching of every image, threshold, area range and variant batched
+    (:mod:`.matching`) and pycocotools' accumulation vectorised."""
+    protocol = pairs.protocol
+    official = protocol == "detectron2"
+    p = _params(pairs.max_dets, img_ids, coco_gt.getCatIds())
+    keys = [(i, c) for c in p.catIds for i in p.imgIds]
+    pairs.compute(keys)
+    images = [pairs.image(i, c) for i, c in keys]
+    gts = [[coco_gt.anns[g] for g in pp.gt_ids] for pp in images]
+    dts = [[coco_dt.anns[d] for d in pp.dt_ids] for pp in images]
+    N, V, A, T = len(keys), len(variants), len(p.areaRng), len(p.iouThrs)
+    Dm = max([len(d) for d in dts], default=0)
+    Gm = max([len(g) for g in gts], default=0)
+
+    def gt_values(fn, fill, dtype):
+        return _padded([np.array([fn(g) for g in gg], dtype) for gg in gts], (Gm,), fill, dtype)
+
+    def dt_values(fn, fill, dtype):
+        return _padded([np.array([fn(d) for d in dd], dtype) for dd in dts], (Dm,), fill, dtype)
+
+    gt_pad = gt_values(lambda g: False, True, bool)
+    if official:
+        base = gt_values(lambda g: "dp_x" not in g, True, bool)
+    else:
+        base = gt_values(lambda g: bool(g.get("iscrowd", 0)) or not has_densepose(g), True, bool)
+    crowd = gt_values(lambda g: bool(g.get("iscrowd", 0)), False, bool)
+    gt_area = gt_values(lambda g: g["area"], 0.0, np.float64)
+    gt_id = gt_values(lambda g: g["id"], 0, np.int64)
+    dt_valid = dt_values(lambda d: True, False, bool)
+    dt_area = dt_values(lambda d: d["area"], 0.0, np.float64)
+    dt_score = dt_values(lambda d: d["score"], 0.0, np.float64)
+    box_iou = _padded([pp.box_iou for pp in images], (Dm, Gm), -np.inf, np.float64)
+    sims = np.stack([_padded([pp.gps[n] if m == "gps" else pp.gpsm(n) for pp in images],
+                             (Dm, Gm), -np.inf, np.float64) for m, n in variants])
+
+    # per area range: GT ignore flags and matching order (regular, ignored, padding)
+    lo = np.array([a[0] for a in p.areaRng])[:, None, None]
+    hi = np.array([a[1] for a in p.areaRng])[:, None, None]
+    ignore = base[None] | (gt_area[None] < lo) | (gt_area[None] > hi)  # (A,N,G)
+    order = np.argsort(ignore.astype(np.int8) + 2 * gt_pad[None], axis=-1, kind="stable")
+
+    def in_order(x):  # (A,N,G) values of (N,G) GT in each area range's order
+        return np.take_along_axis(np.broadcast_to(x, (A,) + x.shape), order, axis=-1)
+
+    ignore, crowd_o, pad_o = (np.take_along_axis(ignore, order, -1), in_order(crowd),
+                              in_order(gt_pad))
+    id_o, base_o = in_order(gt_id), in_order(base)
+    biou = np.take_along_axis(np.broadcast_to(box_iou[None], (A, N, Dm, Gm)),
+                              order[:, :, None, :], axis=-1)
+    sim = np.take_along_axis(np.broadcast_to(sims[:, None], (V, A, N, Dm, Gm)),
+                             np.broadcast_to(order[None, :, :, None, :], (V, A, N, Dm, Gm)),
+                             axis=-1)
+    skip = (ignore | pad_o).all(axis=-1) if official else np.zeros((A, N), bool)  # (A,N)
+    sim = np.where(skip[None, :, :, None, None], -np.inf, sim)
+    biou = np.where(skip[:, :, None, None], -np.inf, biou)
+
+    B = V * A * N
+    rows = lambda x: np.broadcast_to(x, (V,) + x.shape).reshape((B,) + x.shape[2:])  # noqa
+    ig_b, crowd_b = rows(ignore), rows(crowd_o)
+    match = greedy_match(sim.reshape(B, Dm, Gm), p.iouThrs.tolist(), ig_b, crowd_b)
+    r_idx = np.arange(B)[:, None, None]
+    dt_ignore = np.where(match >= 0, ig_b[r_idx, np.maximum(match, 0)[:, :, :]], False)
+    biou_b = rows(biou)
+    id_b = rows(id_o)
+    matched = (match >= 0) & (id_b[r_idx, np.maximum(match, 0)] != 0)
+    if official:
+        rule = official_box_rule(biou_b, match[:, -1], ig_b, crowd_b, IGNORE_BOX_IOU)
+        b, d = np.nonzero(rule >= 0)
+        g = rule[b, d]
+        dt_ignore[b, :, d] = ig_b[b, g][:, None]
+        hit = ig_b[b, g]
+        matched[b[hit], -1, d[hit]] = id_b[b[hit], g[hit]] != 0
+        dt_ignore |= rows(skip[:, :, None, None] & np.ones((1, 1, T, Dm), bool))
+    else:
+        flagged = rows(base_o & ~pad_o)
+        real = rows(~pad_o).any(axis=-1)  # (B,)
+        near = ((biou_b >= IGNORE_BOX_IOU) & flagged[:, None, :]).any(axis=-1)  # (B,D)
+        dt_ignore |= ~matched & near[:, None, :]
+        dt_ignore[real & (flagged == rows(~pad_o)).all(axis=-1)] = True
+    outside = (dt_area[None] < lo) | (dt_area[None] > hi)  # (A,N,D)
+    dt_ignore |= ~matched & rows(outside)[:, None, :]
+
+    # accumulation per variant, category and area range
+    shape = (V, A, len(p.catIds), N // max(len(p.catIds), 1))
+    matched = matched.reshape(shape + (T, Dm))
+    dt_ignore = dt_ignore.reshape(shape + (T, Dm))
+    regular = (~ignore & ~pad_o).reshape((A,) + shape[2:] + (Gm,)).sum(axis=(-1, -2))  # (A,K)
+    valid = dt_valid.reshape(shape[2:] + (Dm,))
+    R, K = len(p.recThrs), len(p.catIds)
+    out = {}
+    for v, variant in enumerate(variants):
+        precision = -np.ones((T, R, K, A, 1))
+        recall = -np.ones((T, K, A, 1))
+        for k in range(K):
+            sel = valid[k].ravel()
+            scores = dt_score.reshape(shape[2:] + (Dm,))[k].ravel()[sel]
+            for a in range(A):
+                flat = lambda x: x[v, a, k].transpose(1, 0, 2).reshape(T, -1)[:, sel]  # noqa
+                pr, rc = accumulate(scores, flat(matched), flat(dt_ignore),
+                                    int(regular[a, k]), p.recThrs)
+                if pr is not None:
+                    precision[:, :, k, a, 0], recall[:, k, a, 0] = pr, rc
+        out[tuple(variant)] = _metrics(p, precision, recall)
+    return out

@@ -41,10 +41,10 @@ from pycocotools.coco import COCO
 from ..utils import atomic_write
 from .densepose_coco_eval import (
     DECODED_KEY,
-    DensePoseCOCOeval,
     DensePoseEvaluationError,
     PairSimilarities,
     build_coco_detections,
+    evaluate_ap,
 )
 from .gps import NORMALIZATIONS, PAPER_KAPPA
 from .iuv import box_grid_size, encode_iuv_png, instances_to_box_iuvs
@@ -157,11 +157,11 @@ def evaluate_densepose_results(coco_gt: COCO, results: Sequence[dict], body,
                        "to drop GT and detections; this evaluation does not", source)
     ordered = [normalization] + [n for n in NORMALIZATIONS if n != normalization]
     pairs.compute((i, c) for i in img_ids for c in coco_gt.getCatIds())
+    variants = [(measure, norm) for norm in ordered for measure in ("gps", "gpsm")]
+    by_variant = evaluate_ap(coco_gt, coco_dt, pairs, variants, img_ids)
     ap: Dict[str, Dict[str, "OrderedDict[str, float]"]] = {}
-    for norm in ordered:
-        for measure in ("gps", "gpsm"):
-            ev = DensePoseCOCOeval(coco_gt, coco_dt, pairs, measure, norm, img_ids=img_ids)
-            ap.setdefault(norm, {})[measure] = ev.run()
+    for measure, norm in variants:
+        ap.setdefault(norm, {})[measure] = by_variant[measure, norm]
 
     errors = []
     for img_id in img_ids:

@@ -17,6 +17,7 @@ Per protocol (:mod:`.protocol`):
   ``max(w, 1) / 256`` and thresholded at 0.5, else its ``segmentation`` (polygons or RLE), else
   empty.
 """
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -59,12 +60,37 @@ def place_exact(box_map: np.ndarray, box_xywh: Sequence[float], image_hw: Tuple[
                 ) -> PlacedMask:
     """The block that :func:`.iuv.paste_box_map` writes for a boolean box map."""
     x0, y0, w, h = (float(c) for c in box_xywh)
+    rspan = _run_span(y0, h, box_map.shape[0], image_hw[0])
+    cspan = _run_span(x0, w, box_map.shape[1], image_hw[1])
+    if rspan and cspan:  # consecutive cells along both axes: a slice, no index arrays
+        (r0, rc, n_r), (c0, cc, n_c) = rspan, cspan
+        if not n_r or not n_c:
+            return _empty()
+        block = box_map[rc:rc + n_r, cc:cc + n_c]
+        return PlacedMask(block.astype(bool, copy=False), r0, c0)
     rows, rcell = _pixel_span(y0, h, box_map.shape[0], image_hw[0])
     cols, ccell = _pixel_span(x0, w, box_map.shape[1], image_hw[1])
     if not len(rows) or not len(cols):
         return _empty()
     block = box_map[_as_index(rcell)][:, _as_index(ccell)]
     return PlacedMask(block.astype(bool, copy=False), int(rows[0]), int(cols[0]))
+
+
+def _run_span(start: float, size: float, cells: int, limit: int
+              ) -> Optional[Tuple[int, int, int]]:
+    """:func:`.iuv._pixel_span` as (first pixel, its cell, number of pixels) when all its
+    pixels' cells are in range, so that :func:`_as_index` would make them a slice (same
+    arithmetic and test, on the two end pixels only); None otherwise."""
+    first = max(math.ceil(start - 0.5), 0)
+    last = min(math.ceil(start + size - 0.5), limit)
+    if last <= first:
+        return first, 0, 0
+    scale = cells / max(size, 1e-9)
+    c_first = math.floor((first + 0.5 - start) * scale)
+    c_last = math.floor((last - 1 + 0.5 - start) * scale)
+    if c_first < 0 or c_last >= cells or c_last - c_first != last - 1 - first:
+        return None
+    return first, c_first, last - first
 
 
 def _as_index(cells: np.ndarray):
@@ -155,28 +181,33 @@ def gt_mask(ann: dict, image_hw: Tuple[int, int], protocol: str) -> PlacedMask:
     return place_exact(np.ones(box_grid_size(box), bool), box, image_hw)
 
 
-def mask_iou_matrix(dt_masks: Sequence[PlacedMask], gt_masks: Sequence[PlacedMask],
-                    crowd: Sequence[int]) -> np.ndarray:
+def mask_iou_matrix(dt_masks: Sequence[Optional[PlacedMask]],
+                    gt_masks: Sequence[Optional[PlacedMask]], crowd: Sequence[int],
+                    pairs: Optional[np.ndarray] = None) -> np.ndarray:
     """(D,G) IoU as ``pycocotools.mask.iou`` defines it, of placed masks: intersections are
-    counted on the overlap of the two blocks only, for the pairs whose blocks overlap."""
+    counted on the overlap of the two blocks only, for the pairs whose blocks overlap.
+    ``pairs`` (D,G) bool restricts the computation to those pairs (0 elsewhere; masks of
+    detections / persons in no such pair may be None)."""
     D, G = len(dt_masks), len(gt_masks)
     out = np.zeros((D, G))
     if not D or not G:
         return out
-    area_d = [int(np.count_nonzero(m.mask)) for m in dt_masks]
-    area_g = [int(np.count_nonzero(m.mask)) for m in gt_masks]
-    for d, dm in enumerate(dt_masks):
-        if not area_d[d]:
+    if pairs is None:
+        pairs = np.ones((D, G), bool)
+    area_d = [int(np.count_nonzero(m.mask)) if m is not None else 0 for m in dt_masks]
+    area_g = [int(np.count_nonzero(m.mask)) if m is not None else 0 for m in gt_masks]
+    for d, g in zip(*np.nonzero(pairs)):
+        dm, gm = dt_masks[d], gt_masks[g]
+        if not area_d[d] or not area_g[g]:
             continue
-        for g, gm in enumerate(gt_masks):
-            top, left = max(dm.top, gm.top), max(dm.left, gm.left)
-            bottom, right = min(dm.bottom, gm.bottom), min(dm.right, gm.right)
-            if not area_g[g] or bottom <= top or right <= left:
-                continue
-            inter = np.count_nonzero(
-                dm.mask[top - dm.top:bottom - dm.top, left - dm.left:right - dm.left]
-                & gm.mask[top - gm.top:bottom - gm.top, left - gm.left:right - gm.left])
-            if inter:
-                union = area_d[d] if crowd[g] else area_d[d] + area_g[g] - inter
-                out[d, g] = inter / union
+        top, left = max(dm.top, gm.top), max(dm.left, gm.left)
+        bottom, right = min(dm.bottom, gm.bottom), min(dm.right, gm.right)
+        if bottom <= top or right <= left:
+            continue
+        inter = np.count_nonzero(
+            dm.mask[top - dm.top:bottom - dm.top, left - dm.left:right - dm.left]
+            & gm.mask[top - gm.top:bottom - gm.top, left - gm.left:right - gm.left])
+        if inter:
+            union = area_d[d] if crowd[g] else area_d[d] + area_g[g] - inter
+            out[d, g] = inter / union
     return out
