@@ -100,6 +100,37 @@ class DensePoseRCNNWithTTA(GeneralizedRCNNWithTTA):
                 raise ValueError(f"dataset {names[0]!r} has no keypoint_flip_map for flips")
             self.keypoint_flip_indices = create_keypoint_hflip_indices(names[:1])
 
+    def _batch_inference(self, batched_inputs, detected_instances=None):
+        """detectron2's batched inference (chunks of ``batch_size``, not post-processed), with
+        the backbone run once per chunk: the box pass keeps each chunk's features and the head
+        pass on the same inputs (given boxes) reuses them, instead of recomputing them."""
+        model = self.model
+        cached = getattr(self, "_chunk_features", None)
+        reuse = (detected_instances is not None and cached is not None
+                 and cached[0] is batched_inputs)
+        if detected_instances is None:
+            self._chunk_features = (batched_inputs, [])
+        outputs = []
+        for k, start in enumerate(range(0, len(batched_inputs), self.batch_size)):
+            inputs = batched_inputs[start:start + self.batch_size]
+            if reuse:
+                features = cached[1][k]
+            else:
+                images = model.preprocess_image(inputs)
+                features = model.backbone(images.tensor)
+            if detected_instances is None:
+                self._chunk_features[1].append(features)
+                proposals, _ = model.proposal_generator(images, features, None)
+                results, _ = model.roi_heads(images, features, proposals, None)
+            else:
+                boxes = detected_instances[start:start + self.batch_size]
+                results = model.roi_heads.forward_with_given_boxes(
+                    features, [x.to(model.device) for x in boxes])
+            outputs.extend(results)
+        if detected_instances is not None and reuse:
+            self._chunk_features = None  # one head pass per box pass
+        return outputs
+
     @property
     def transform_data(self) -> DensePoseTransformData:
         if self._transform_data is None:
@@ -127,6 +158,7 @@ class DensePoseRCNNWithTTA(GeneralizedRCNNWithTTA):
                     self.transform_data if any(flipped) else None)
         elif any(heads.values()):
             merged = self._empty_head_outputs(augmented_inputs[0], merged)
+        self._chunk_features = None
         return {"instances": detector_postprocess(merged, *orig_shape)}
 
     def _merge_keypoints(self, merged: Instances, outputs: List[Instances],
