@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
-from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval, Params
 
@@ -52,11 +51,10 @@ from .gps import (
     gps_from_errors,
     has_densepose,
     official_point_similarity,
-    point_cells,
     quantized_point_errors,
 )
-from .iuv import IUV, box_grid_size, decode_iuv_png_uint8
-from .masks import detection_mask, gt_mask, mask_iou_matrix
+from .iuv import IUV, decode_iuv_png_uint8
+from .masks import box_iou_pairs, detection_masks, gt_mask, gt_masks, mask_iou_matrix
 from .matching import accumulate, greedy_match, official_box_rule
 from .protocol import check_protocol
 
@@ -93,21 +91,23 @@ def decode_detection_maps(dt: dict, source: str = "detections"
                           ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stored uint8 maps (I, 255 U, 255 V) of a result record
     ``{..., "densepose": {"iuv_png", "box_size": [w, h]}}`` (decoded once; see DECODED_KEY)."""
-    where = f"{source}: detection id={dt.get('id', '?')} (image id={dt.get('image_id', '?')})"
+    def where() -> str:
+        return f"{source}: detection id={dt.get('id', '?')} (image id={dt.get('image_id', '?')})"
+
     maps = dt.get(DECODED_KEY)
     dp = dt.get("densepose")
     if maps is None:
         if not isinstance(dp, dict) or "iuv_png" not in dp:
-            raise DensePoseEvaluationError(f"{where}: missing 'densepose': {{'iuv_png': ...}}")
+            raise DensePoseEvaluationError(f"{where()}: missing 'densepose': {{'iuv_png': ...}}")
         try:
             maps = decode_iuv_png_uint8(dp["iuv_png"])
         except ValueError as e:
-            raise DensePoseEvaluationError(f"{where}: {e}") from None
+            raise DensePoseEvaluationError(f"{where()}: {e}") from None
     h, w = maps[0].shape
     expected = tuple((dp or {}).get("box_size", (w, h)))
     if (w, h) != tuple(int(c) for c in expected):
         raise DensePoseEvaluationError(
-            f"{where}: IUV map is {w}x{h}, box_size says {expected}")
+            f"{where()}: IUV map is {w}x{h}, box_size says {expected}")
     return maps
 
 
@@ -209,6 +209,25 @@ def _segment_sums(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> n
     return out
 
 
+def _read_maps(maps, det: np.ndarray, rows: np.ndarray, cols: np.ndarray, width: np.ndarray,
+               chunk: int = 64) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The uint8 maps (I, 255 U, 255 V) of detections ``det`` (ascending) at cells (rows,
+    cols); ``width`` (D,) of every detection's map. The maps are flattened a few detections at
+    a time (small buffers reuse freed memory; one large one costs page faults)."""
+    out = [np.zeros(len(det), np.uint8) for _ in range(3)]
+    bounds = np.searchsorted(det, np.arange(0, len(maps) + chunk, chunk))
+    for k, c0 in enumerate(range(0, len(maps), chunk)):
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        if a == b:
+            continue
+        part = maps[c0:c0 + chunk]
+        first = np.concatenate([[0], np.cumsum([m[0].size for m in part])])
+        at = first[det[a:b] - c0] + rows[a:b] * width[det[a:b]] + cols[a:b]
+        for c in range(3):
+            out[c][a:b] = np.concatenate([m[c].ravel() for m in part])[at]
+    return out[0], out[1], out[2]
+
+
 class PairSimilarities:
     """Computes and caches :class:`ImagePairs` for every (image, category).
 
@@ -239,123 +258,150 @@ class PairSimilarities:
         keys = [k for k in dict.fromkeys(keys) if k not in self._cache]
         if not keys:
             return
-        gts_of, dts_of = [], []
-        for img_id, cat_id in keys:
-            gts_of.append(self.coco_gt.loadAnns(
-                self.coco_gt.getAnnIds(imgIds=[img_id], catIds=[cat_id])))
-            dts_of.append(_sorted_detections(self.coco_dt.loadAnns(
-                self.coco_dt.getAnnIds(imgIds=[img_id], catIds=[cat_id])), self.max_dets))
+        # what COCO.getAnnIds / loadAnns return for one image and category, in their order
+        gt_index, dt_index = self.coco_gt.imgToAnns, self.coco_dt.imgToAnns
+        gts_of = [[a for a in gt_index.get(i, ()) if a["category_id"] == c] for i, c in keys]
+        dts_of = [_sorted_detections([a for a in dt_index.get(i, ()) if a["category_id"] == c],
+                                     self.max_dets) for i, c in keys]
         all_gts = [g for gts in gts_of for g in gts]
         all_dts = [d for dts in dts_of for d in dts]
+        image_hw = [self._image_hw(i) for i, _ in keys]
+        gt_hw = [hw for hw, gts in zip(image_hw, gts_of) for _ in gts]
+        n_g = np.array([len(g) for g in gts_of], np.int64)
+        n_d = np.array([len(d) for d in dts_of], np.int64)
+        dt_boxes = np.array([d["bbox"] for d in all_dts], np.float64).reshape(-1, 4)
         decoded = _decode_all(all_dts)
         try:
             points = collect_gt_points(self.body, all_gts, self.source, self.protocol)
             # GPSm needs a GT mask only where GPS > 0, so only for persons with points
-            gt_masks = [[self._gt_mask(g, self._image_hw(key[0])) if n else None
-                         for g, n in zip(gts, np.diff(points.offsets[g0:g0 + len(gts) + 1]))]
-                        for key, gts, g0 in zip(keys, gts_of, np.cumsum(
-                            [0] + [len(g) for g in gts_of[:-1]]))]
+            gt_masks = self._gt_masks(all_gts, gt_hw, np.diff(points.offsets) > 0)
         finally:
             maps = decoded()
-        errors, sims, g_first, d_first, p_first = self._pair_values(
-            keys, gts_of, dts_of, points, maps)
+        v = self._pair_values(n_d, n_g, points, maps, dt_boxes)
+        g_first, d_first, p_first, s_first = v["g_first"], v["d_first"], v["p_first"], v["s_first"]
+
+        # box IoU of every (detection, person) pair; mask IoU of those with GPS > 0
+        gt_boxes = np.array([g["bbox"] for g in all_gts], np.float64).reshape(-1, 4)
+        crowd = np.array([int(g.get("iscrowd", 0)) for g in all_gts], np.int64)
+        seg_det, seg_gt = v["seg_det"], v["seg_gt"]
+        box_iou = box_iou_pairs(dt_boxes[seg_det], gt_boxes[seg_gt], crowd[seg_gt] > 0)
+        need = np.logical_or.reduce([g > 0 for g in v["gps"].values()])
+        dt_need = np.zeros(len(all_dts), bool)
+        dt_need[seg_det[need]] = True
+        dt_hw = np.repeat(np.array(image_hw, np.int64).reshape(-1, 2), n_d, axis=0)
+        idx = np.flatnonzero(dt_need)
+        dt_masks: List = [None] * len(all_dts)
+        for j, m in zip(idx.tolist(), detection_masks([maps[j][0] for j in idx], dt_boxes[idx],
+                                                      dt_hw[idx], self.protocol)):
+            dt_masks[j] = m
+
         for k, key in enumerate(keys):
-            gts, dts = gts_of[k], dts_of[k]
-            g0, d0 = g_first[k], d_first[k]
-            sub = _sub_points(points, g0, g0 + len(gts))
-            P = len(sub.I)
-            err = errors[p_first[k]:p_first[k] + len(dts) * P].reshape(len(dts), P)
-            gps = {n: sims[n][k] for n in NORMALIZATIONS}
-            mask_iou, box_iou = self._overlaps(key[0], gts, dts, maps[d0:d0 + len(dts)],
-                                               gt_masks[k], gps)
-            self._cache[key] = ImagePairs([d["id"] for d in dts], [g["id"] for g in gts], sub,
-                                          err, gps, mask_iou, box_iou)
+            D, G = int(n_d[k]), int(n_g[k])
+            g0, d0, s0, s1 = g_first[k], d_first[k], s_first[k], s_first[k + 1]
+            sub = _sub_points(points, g0, g0 + G)
+            err = v["errors"][p_first[k]:p_first[k] + D * len(sub.I)].reshape(D, len(sub.I))
+            gps = {n: v["gps"][n][s0:s1].reshape(D, G) for n in NORMALIZATIONS}
+            pair_need = need[s0:s1].reshape(D, G)
+            mask_iou = (mask_iou_matrix(dt_masks[d0:d0 + D], gt_masks[g0:g0 + G],
+                                        crowd[g0:g0 + G], pair_need)
+                        if pair_need.any() else np.zeros((D, G)))
+            self._cache[key] = ImagePairs([d["id"] for d in dts_of[k]],
+                                          [g["id"] for g in gts_of[k]], sub, err, gps, mask_iou,
+                                          box_iou[s0:s1].reshape(D, G))
 
-    def _pair_values(self, keys, gts_of, dts_of, points: GtPoints, maps):
-        """Errors of all (detection, GT point) pairs, laid out image by image, detection-major,
-        and the (D,G) GPS of every image under each normalisation."""
-        n_g = np.array([len(g) for g in gts_of], np.int64)
-        n_d = np.array([len(d) for d in dts_of], np.int64)
-        g_first = np.concatenate([[0], np.cumsum(n_g)])
-        d_first = np.concatenate([[0], np.cumsum(n_d)])
+    def _pair_values(self, n_d: np.ndarray, n_g: np.ndarray, points: GtPoints, maps,
+                     boxes: np.ndarray) -> dict:
+        """Errors of all (detection, GT point) pairs, laid out image by image, detection-major
+        (``errors``, image k's from ``p_first[k]``), and the GPS of every (detection, person)
+        pair under each normalisation (``gps``: name -> (S,), image by image, detection-major;
+        ``seg_det``, ``seg_gt``: their global detection and person indices; image k's from
+        ``s_first[k]``)."""
+        official = self.protocol == "detectron2"
+        K = len(n_d)
+        g_first = np.concatenate([[0], np.cumsum(n_g)]).astype(np.int64)
+        d_first = np.concatenate([[0], np.cumsum(n_d)]).astype(np.int64)
         pt_first = points.offsets[g_first]  # first point of each image
-        n_p = points.offsets[g_first[1:]] - pt_first[:-1]
-        n_pairs = n_d * n_p
-        p_first = np.concatenate([[0], np.cumsum(n_pairs)])
-        total = int(p_first[-1])
+        n_p = np.diff(pt_first)
+        img_of_det = np.repeat(np.arange(K), n_d)
+        np_det = n_p[img_of_det]  # points (pairs) of each detection
+        pair_first = np.concatenate([[0], np.cumsum(np_det)]).astype(np.int64)
+        total = int(pair_first[-1])
         # pair -> (global detection, global point)
-        img_of_pair = np.repeat(np.arange(len(keys)), n_pairs)
-        local = np.arange(total) - p_first[img_of_pair]
-        det = d_first[img_of_pair] + local // np.maximum(n_p[img_of_pair], 1)
-        pt = pt_first[img_of_pair] + local % np.maximum(n_p[img_of_pair], 1)
+        det = np.repeat(np.arange(len(np_det)), np_det)
+        pt = np.arange(total) - np.repeat(pair_first[:-1] - pt_first[img_of_det], np_det)
 
-        # box maps of all detections, flattened into one buffer each
-        sizes = np.array([m[0].size for m in maps], np.int64)
-        m_first = np.concatenate([[0], np.cumsum(sizes)])[:-1]
+        # box-map cells at the points (as gps.point_cells, with per-detection factors)
         grid = np.array([m[0].shape for m in maps], np.int64).reshape(-1, 2)
-        boxes = np.array([d["bbox"] for dts in dts_of for d in dts], np.float64).reshape(-1, 4)
-        flat = [np.concatenate([m[c].ravel() for m in maps]) if maps else np.zeros(0, np.uint8)
-                for c in range(3)]  # I, 255 U, 255 V
-
-        rows, cols, inside = point_cells(points.x[pt], points.y[pt], boxes[det], grid[det],
-                                         self.protocol)
-        at = m_first[det] + rows * grid[det, 1] + cols
-        I_pred = np.where(inside, flat[0][at] if total else 0, 0)
-        errors, v_pred = quantized_point_errors(self.body, points.vertex[pt], I_pred,
-                                                flat[1][at] if total else at,
-                                                flat[2][at] if total else at, self.protocol)
+        x0, y0, w, h = (boxes[:, c] for c in range(4))
+        dx, dy = points.x[pt] - x0[det], points.y[pt] - y0[det]
+        if official:
+            cols, rows = dx.astype(np.int64), dy.astype(np.int64)
+            inside = ((cols >= 0) & (rows >= 0) & (cols < w.astype(np.int64)[det])
+                      & (rows < h.astype(np.int64)[det]))
+        else:
+            cols = np.floor(dx * (grid[:, 1] / np.maximum(w, 1e-9))[det]).astype(np.int64)
+            rows = np.floor(dy * (grid[:, 0] / np.maximum(h, 1e-9))[det]).astype(np.int64)
+            inside = (cols >= 0) & (cols < grid[det, 1]) & (rows >= 0) & (rows < grid[det, 0])
+        sel = np.flatnonzero(inside)
+        del dx, dy
+        I_sel, qu, qv = _read_maps(maps, det[sel], rows[sel], cols[sel], grid[:, 1])
+        fg = I_sel > 0  # pairs read on the foreground: the only ones with a vertex
+        sel = sel[fg]
+        err_sel, v_sel = quantized_point_errors(self.body, points.vertex[pt[sel]], I_sel[fg],
+                                                qu[fg], qv[fg], self.protocol)
+        errors = np.full(total, np.inf)
+        errors[sel] = err_sel
 
         # (detection, person) segments: image k, detection d, person g
-        gd = []
-        for k in range(len(keys)):
-            offs = points.offsets[g_first[k]:g_first[k + 1] + 1] - pt_first[k]
-            base = p_first[k] + np.arange(n_d[k])[:, None] * n_p[k]
-            gd.append((base + offs[None, :-1], base + offs[None, 1:]))
-        starts = np.concatenate([s.ravel() for s, _ in gd]) if gd else np.zeros(0, np.int64)
-        ends = np.concatenate([e.ravel() for _, e in gd]) if gd else np.zeros(0, np.int64)
-        counts = (ends - starts).astype(np.float64)
-        I_gt = points.I[pt]
-        if self.protocol == "detectron2":
+        n_s = n_d * n_g
+        s_first = np.concatenate([[0], np.cumsum(n_s)]).astype(np.int64)
+        seg_img = np.repeat(np.arange(K), n_s)
+        local = np.arange(int(s_first[-1])) - s_first[seg_img]
+        seg_det = d_first[seg_img] + local // np.maximum(n_g[seg_img], 1)
+        seg_gt = g_first[seg_img] + local % np.maximum(n_g[seg_img], 1)
+        n_pts = np.diff(points.offsets)
+        starts = pair_first[seg_det] + points.offsets[seg_gt] - pt_first[seg_img]
+        counts = n_pts[seg_gt]
+        ends = starts + counts
+        counts = counts.astype(np.float64)
+        fin = sel[np.isfinite(err_sel)]  # similarity 0 elsewhere
+        I_fin = points.I[pt[fin]]
+        if official:
             # the official evaluator squares in float32 when a pair's distances all are
             # float32 matrix entries (every point predicted, none at distance 0)
-            regular = (np.isfinite(errors) & (v_pred != points.vertex[pt])).astype(np.float64)
+            regular = np.zeros(total)
+            regular[sel] = (np.isfinite(err_sel) & (v_sel != points.vertex[pt[sel]]))
             seg_of_pair = np.repeat(np.arange(len(starts)), ends - starts)
-            f32 = (_segment_sums(regular, starts, ends) == counts)[seg_of_pair]
-        sims = {}
+            f32 = (_segment_sums(regular, starts, ends) == counts)[seg_of_pair[fin]]
+        gps = {}
         for norm in NORMALIZATIONS:
-            if self.protocol == "detectron2":
-                sim = official_point_similarity(errors, I_gt, norm, f32)
+            sim = np.zeros(total)
+            if official:
+                sim[fin] = official_point_similarity(errors[fin], I_fin, norm, f32)
             else:
-                sim = gps_from_errors(errors, I_gt, norm)
-            gps = _segment_sums(sim, starts, ends) / np.maximum(counts, 1)
-            per_image, s0 = [], 0
-            for k in range(len(keys)):
-                n = int(n_d[k] * n_g[k])
-                per_image.append(gps[s0:s0 + n].reshape(n_d[k], n_g[k]))
-                s0 += n
-            sims[norm] = per_image
-        return errors, sims, g_first, d_first, p_first
+                sim[fin] = gps_from_errors(errors[fin], I_fin, norm)
+            gps[norm] = _segment_sums(sim, starts, ends) / np.maximum(counts, 1)
+        return {"errors": errors, "gps": gps, "seg_det": seg_det, "seg_gt": seg_gt,
+                "g_first": g_first, "d_first": d_first, "p_first": pair_first[d_first],
+                "s_first": s_first}
 
     def _image_hw(self, img_id: int) -> Tuple[int, int]:
         img = self.coco_gt.imgs[img_id]
         return int(img["height"]), int(img["width"])
 
-    def _overlaps(self, img_id: int, gts: List[dict], dts: List[dict], maps, gt_masks,
-                  gps: Dict[str, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
-        """(D,G) mask IoU (of the pairs with GPS > 0, the only ones GPSm needs; 0 elsewhere)
-        and box IoU of one image."""
-        D, G = len(dts), len(gts)
-        if not D or not G:
-            return np.zeros((D, G)), np.zeros((D, G))
-        hw = self._image_hw(img_id)
-        crowd = [int(g.get("iscrowd", 0)) for g in gts]
-        need = np.logical_or.reduce([v > 0 for v in gps.values()])
-        dt_masks = [detection_mask(m[0], d["bbox"], hw, self.protocol) if any_ else None
-                    for d, m, any_ in zip(dts, maps, need.any(axis=1))]
-        mask_iou = mask_iou_matrix(dt_masks, gt_masks, crowd, need)
-        box_iou = np.asarray(mask_util.iou([d["bbox"] for d in dts],
-                                           [g["bbox"] for g in gts], crowd)).reshape(D, G)
-        return mask_iou, box_iou
+    def _gt_masks(self, gts: List[dict], hws: List[Tuple[int, int]], wanted: np.ndarray
+                  ) -> List:
+        """Placed masks of the ``wanted`` GT persons (None for the others), made together
+        (:func:`.masks.gt_masks`); a bad one is named by its annotation id."""
+        idx = np.flatnonzero(wanted).tolist()
+        out: List = [None] * len(gts)
+        try:
+            made = gt_masks([gts[k] for k in idx], [hws[k] for k in idx], self.protocol)
+        except (ValueError, TypeError, KeyError):
+            made = [self._gt_mask(gts[k], hws[k]) for k in idx]  # raises, naming the culprit
+        for k, m in zip(idx, made):
+            out[k] = m
+        return out
 
     def _gt_mask(self, gt: dict, hw: Tuple[int, int]):
         try:

@@ -19,7 +19,7 @@ Per protocol (:mod:`.protocol`):
 """
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_util
@@ -28,8 +28,8 @@ from ..structures.densepose_data import FRAME_SIZE
 from .iuv import _pixel_span, box_grid_size
 from .protocol import check_protocol
 
-__all__ = ["PlacedMask", "place_exact", "place_official", "detection_mask", "gt_mask",
-           "dp_masks_union", "mask_iou_matrix"]
+__all__ = ["PlacedMask", "place_exact", "place_official", "detection_mask", "detection_masks",
+           "gt_mask", "gt_masks", "dp_masks_union", "mask_iou_matrix", "box_iou_pairs"]
 
 #: the official evaluator reads at most this many dp_masks entries
 OFFICIAL_NUM_MASKS = 14
@@ -122,6 +122,39 @@ def detection_mask(part_map: np.ndarray, box_xywh: Sequence[float],
     return place_exact(part_map > 0, box_xywh, image_hw)
 
 
+def detection_masks(part_maps: Sequence[np.ndarray], boxes_xywh: np.ndarray,
+                    image_hws: np.ndarray, protocol: str) -> List[PlacedMask]:
+    """:func:`detection_mask` of many detections (boxes (N,4), image sizes (N,2)); the
+    ``"exact"`` protocol's pixel spans are computed for all of them at once."""
+    if check_protocol(protocol) == "detectron2" or not len(part_maps):
+        return [detection_mask(m, b, hw, protocol)
+                for m, b, hw in zip(part_maps, boxes_xywh, image_hws)]
+    boxes = np.asarray(boxes_xywh, np.float64).reshape(-1, 4)
+    hws = np.asarray(image_hws, np.int64).reshape(-1, 2)
+    grid = np.array([m.shape for m in part_maps], np.int64).reshape(-1, 2)
+    r0, ro, rcell = _pixel_spans(boxes[:, 1], boxes[:, 3], grid[:, 0], hws[:, 0])
+    c0, co, ccell = _pixel_spans(boxes[:, 0], boxes[:, 2], grid[:, 1], hws[:, 1])
+    # consecutive cells (one pixel per cell): a slice of the map, else a gather
+    r_run = (np.diff(ro) == 0) | (rcell[np.maximum(ro[1:] - 1, 0)] - rcell[np.minimum(
+        ro[:-1], max(len(rcell) - 1, 0))] == np.diff(ro) - 1) if len(rcell) else np.ones(
+        len(ro) - 1, bool)
+    c_run = (np.diff(co) == 0) | (ccell[np.maximum(co[1:] - 1, 0)] - ccell[np.minimum(
+        co[:-1], max(len(ccell) - 1, 0))] == np.diff(co) - 1) if len(ccell) else np.ones(
+        len(co) - 1, bool)
+    out = []
+    for k, m in enumerate(part_maps):
+        a, b, i, j = int(ro[k]), int(ro[k + 1]), int(co[k]), int(co[k + 1])
+        if a == b or i == j:
+            out.append(_empty())
+            continue
+        rows = slice(int(rcell[a]), int(rcell[b - 1]) + 1) if r_run[k] else rcell[a:b]
+        cols = slice(int(ccell[i]), int(ccell[j - 1]) + 1) if c_run[k] else ccell[i:j]
+        block = m[rows] if r_run[k] else m.take(rows, axis=0)
+        block = block[:, cols] if c_run[k] else block.take(cols, axis=1)
+        out.append(PlacedMask(block > 0, int(r0[k]), int(c0[k])))
+    return out
+
+
 def _rle(obj: dict, h: int, w: int) -> dict:
     """A compressed RLE of a COCO RLE dict (compressed str/bytes, which pycocotools reads as
     they are, or uncompressed counts)."""
@@ -181,12 +214,110 @@ def gt_mask(ann: dict, image_hw: Tuple[int, int], protocol: str) -> PlacedMask:
     return place_exact(np.ones(box_grid_size(box), bool), box, image_hw)
 
 
+def _pixel_spans(start: np.ndarray, size: np.ndarray, cells: np.ndarray, limit: np.ndarray
+                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`.iuv._pixel_span` of many boxes along one axis at once (same arithmetic): the
+    first pixel of each (N,), the offsets (N+1,) of each box's cells in the concatenated cells
+    of all boxes' pixels."""
+    first = np.maximum(np.ceil(start - 0.5), 0).astype(np.int64)
+    last = np.minimum(np.ceil(start + size - 0.5), limit).astype(np.int64)
+    n = np.maximum(last - first, 0)
+    owner = np.repeat(np.arange(len(n)), n)
+    offsets = np.concatenate([[0], np.cumsum(n)])
+    pix = np.arange(offsets[-1]) + (first - offsets[:-1])[owner]
+    scale = cells / np.maximum(size, 1e-9)
+    cell = np.floor((pix + 0.5 - start[owner]) * scale[owner]).astype(np.int64)
+    keep = (cell >= 0) & (cell < cells[owner])
+    if not keep.all():  # cells out of range only at a span's ends
+        pix, cell, owner = pix[keep], cell[keep], owner[keep]
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(n)))])
+    first_kept = pix[np.minimum(offsets[:-1], max(len(pix) - 1, 0))] if len(pix) else first
+    return first_kept, offsets, cell
+
+
+def _dp_frames(anns: Sequence[dict], limit: Optional[int]) -> List[np.ndarray]:
+    """:func:`dp_masks_union` of many annotations, the 256 x 256 unions decoded in one call
+    (the frames are views of one bool array)."""
+    merged, frames = [], [None] * len(anns)
+    for k, ann in enumerate(anns):
+        entries = (ann.get("dp_masks") or [])[:limit] if limit else (ann.get("dp_masks") or [])
+        rles = [_rle(m, FRAME_SIZE, FRAME_SIZE) for m in entries if isinstance(m, dict) and m]
+        if not rles:
+            frames[k] = np.zeros((FRAME_SIZE, FRAME_SIZE), bool)
+            continue
+        rle = mask_util.merge(rles, intersect=False) if len(rles) > 1 else rles[0]
+        if list(rle["size"]) == [FRAME_SIZE, FRAME_SIZE]:
+            merged.append((k, rle))
+        else:
+            frames[k] = mask_util.decode(rle) > 0
+    # a few at a time (small arrays reuse freed memory; one large one costs page faults);
+    # decode writes 0/1 bytes: a valid bool view of each (256, 256, n) Fortran array
+    for c in range(0, len(merged), 32):
+        chunk = merged[c:c + 32]
+        block = mask_util.decode([rle for _, rle in chunk]).view(bool)
+        for j, (k, _) in enumerate(chunk):
+            frames[k] = block[:, :, j]
+    return frames
+
+
+def gt_masks(anns: Sequence[dict], image_hws: Sequence[Tuple[int, int]], protocol: str
+             ) -> List[PlacedMask]:
+    """:func:`gt_mask` of many GT persons (image sizes (N,2)): the ``dp_masks`` unions are
+    decoded in one call and, under ``"exact"``, the pixel spans of all boxes computed at
+    once. Same values as :func:`gt_mask` (which it falls back to for the other cases)."""
+    official = check_protocol(protocol) == "detectron2"
+    if official:
+        dp = [k for k, a in enumerate(anns) if "dp_masks" in a]
+    else:
+        dp = [k for k, a in enumerate(anns)
+              if a.get("dp_masks") and any(isinstance(m, dict) for m in a["dp_masks"])]
+    out: List[Optional[PlacedMask]] = [None] * len(anns)
+    frames = _dp_frames([anns[k] for k in dp], OFFICIAL_NUM_MASKS if official else None)
+    if official:
+        for k, frame in zip(dp, frames):
+            box = anns[k]["bbox"]
+            out[k] = place_official(_official_zoom(frame, box), box, image_hws[k])
+    elif dp:
+        boxes = np.array([anns[k]["bbox"] for k in dp], np.float64).reshape(-1, 4)
+        hws = np.array([image_hws[k] for k in dp], np.int64).reshape(-1, 2)
+        fh = np.array([f.shape for f in frames], np.int64).reshape(-1, 2)
+        r0, ro, rcell = _pixel_spans(boxes[:, 1], boxes[:, 3], fh[:, 0], hws[:, 0])
+        c0, co, ccell = _pixel_spans(boxes[:, 0], boxes[:, 2], fh[:, 1], hws[:, 1])
+        for j, (k, frame) in enumerate(zip(dp, frames)):
+            rows, cols = rcell[ro[j]:ro[j + 1]], ccell[co[j]:co[j + 1]]
+            if not len(rows) or not len(cols):
+                out[k] = _empty()
+            else:
+                # frame[rows][:, cols], gathered along the transposed (contiguous) frame
+                block = frame.T.take(cols, axis=0).take(rows, axis=1).T
+                out[k] = PlacedMask(block, int(r0[j]), int(c0[j]))
+    for k, ann in enumerate(anns):
+        if out[k] is None:
+            out[k] = gt_mask(ann, image_hws[k], protocol)
+    return out
+
+
+def box_iou_pairs(dt_boxes: np.ndarray, gt_boxes: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """Box IoU (N,) of (detection, GT) box pairs (N,4) XYWH each with pycocotools' ``bbIou``
+    operations, so equal to ``pycocotools.mask.iou`` of the boxes bit for bit (intersection /
+    detection area for crowd GT; 0 when they do not intersect)."""
+    D, G = np.asarray(dt_boxes, np.float64), np.asarray(gt_boxes, np.float64)
+    w = np.minimum(D[:, 2] + D[:, 0], G[:, 2] + G[:, 0]) - np.maximum(D[:, 0], G[:, 0])
+    h = np.minimum(D[:, 3] + D[:, 1], G[:, 3] + G[:, 1]) - np.maximum(D[:, 1], G[:, 1])
+    i = w * h
+    da = D[:, 2] * D[:, 3]
+    u = np.where(crowd, da, da + G[:, 2] * G[:, 3] - i)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((w > 0) & (h > 0), i / u, 0.0)
+
+
 def mask_iou_matrix(dt_masks: Sequence[Optional[PlacedMask]],
                     gt_masks: Sequence[Optional[PlacedMask]], crowd: Sequence[int],
                     pairs: Optional[np.ndarray] = None) -> np.ndarray:
-    """(D,G) IoU as ``pycocotools.mask.iou`` defines it, of placed masks: intersections are
-    counted on the overlap of the two blocks only, for the pairs whose blocks overlap.
-    ``pairs`` (D,G) bool restricts the computation to those pairs (0 elsewhere; masks of
+    """(D,G) IoU as ``pycocotools.mask.iou`` defines it, of placed masks: the GT masks are
+    stacked on a canvas over their union box, and each detection's intersections with all of
+    them are counted in one operation on the overlap of its block with that canvas.
+    ``pairs`` (D,G) bool restricts the result to those pairs (0 elsewhere; masks of
     detections / persons in no such pair may be None)."""
     D, G = len(dt_masks), len(gt_masks)
     out = np.zeros((D, G))
@@ -194,20 +325,34 @@ def mask_iou_matrix(dt_masks: Sequence[Optional[PlacedMask]],
         return out
     if pairs is None:
         pairs = np.ones((D, G), bool)
-    area_d = [int(np.count_nonzero(m.mask)) if m is not None else 0 for m in dt_masks]
-    area_g = [int(np.count_nonzero(m.mask)) if m is not None else 0 for m in gt_masks]
-    for d, g in zip(*np.nonzero(pairs)):
-        dm, gm = dt_masks[d], gt_masks[g]
-        if not area_d[d] or not area_g[g]:
+    cols = [g for g in np.flatnonzero(pairs.any(axis=0)).tolist()
+            if gt_masks[g] is not None and gt_masks[g].mask.size]
+    if not cols:
+        return out
+    gms = [gt_masks[g] for g in cols]
+    top, left = min(m.top for m in gms), min(m.left for m in gms)
+    bottom, right = max(m.bottom for m in gms), max(m.right for m in gms)
+    canvas = np.zeros((len(gms), bottom - top, right - left), bool)
+    for j, m in enumerate(gms):
+        canvas[j, m.top - top:m.bottom - top, m.left - left:m.right - left] = m.mask
+    # count_nonzero without an axis is the fast one: once per block
+    area_g = np.array([np.count_nonzero(m.mask) for m in gms], np.int64)
+    inter = np.zeros((D, len(gms)), np.int64)
+    area_d = np.zeros(D, np.int64)
+    for d in np.flatnonzero(pairs[:, cols].any(axis=1)).tolist():
+        dm = dt_masks[d]
+        if dm is None or not dm.mask.size:
             continue
-        top, left = max(dm.top, gm.top), max(dm.left, gm.left)
-        bottom, right = min(dm.bottom, gm.bottom), min(dm.right, gm.right)
-        if bottom <= top or right <= left:
+        t, lf = max(dm.top, top), max(dm.left, left)
+        b, r = min(dm.bottom, bottom), min(dm.right, right)
+        if b <= t or r <= lf:
             continue
-        inter = np.count_nonzero(
-            dm.mask[top - dm.top:bottom - dm.top, left - dm.left:right - dm.left]
-            & gm.mask[top - gm.top:bottom - gm.top, left - gm.left:right - gm.left])
-        if inter:
-            union = area_d[d] if crowd[g] else area_d[d] + area_g[g] - inter
-            out[d, g] = inter / union
+        area_d[d] = np.count_nonzero(dm.mask)
+        both = canvas[:, t - top:b - top, lf - left:r - left] & \
+            dm.mask[None, t - dm.top:b - dm.top, lf - dm.left:r - dm.left]
+        inter[d] = [np.count_nonzero(x) for x in both]
+    crowd_c = np.asarray(crowd, bool)[cols]
+    union = np.where(crowd_c[None, :], area_d[:, None], area_d[:, None] + area_g[None, :] - inter)
+    hit = (inter > 0) & pairs[:, cols]
+    out[:, cols] = np.where(hit, inter / np.maximum(union, 1), 0.0)
     return out

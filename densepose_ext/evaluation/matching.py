@@ -114,7 +114,7 @@ def accumulate(scores: np.ndarray, matched: np.ndarray, dt_ignore: np.ndarray,
     pr = tp / (fp + tp + np.spacing(1))
     recall = rc[:, -1]
     pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision envelope
-    # searchsorted(rc[t], rec_thresholds, "left") of every t: rc rows are non-decreasing
-    at = (rc[:, :, None] < rec_thresholds[None, None, :]).sum(axis=1)  # (T,R)
+    # pycocotools' searchsorted(rc[t], rec_thresholds, "left") per threshold (rows ascend)
+    at = np.stack([np.searchsorted(row, rec_thresholds, side="left") for row in rc])  # (T,R)
     precision = np.where(at < n, np.take_along_axis(pr, np.minimum(at, n - 1), axis=1), 0.0)
     return precision, recall
