@@ -107,6 +107,42 @@ def test_recorded_step_runs_once_per_command(tmp_path):
     assert len(calls) == 2 and json.loads(path.read_text())["command"] == ["b"]
 
 
+def test_record_book_keeps_finished_steps_when_the_outputs_are_lost(tmp_path, monkeypatch):
+    import shutil
+
+    from densepose_ext.engine.recipe import RecordBook
+
+    monkeypatch.chdir(tmp_path)
+    out, archive = tmp_path / "out", tmp_path / "records"
+    calls = []
+    weights = out / "fcn" / "seed0" / "model_final.pth"
+
+    def train():
+        calls.append("train")
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        weights.write_text("w")
+        return {"minutes": 2.0}
+
+    command = [sys.executable, "train_net.py", "OUTPUT_DIR", str(weights.parent)]
+    record = RecordBook(out, archive).step(weights.parent / "row.json", command, train)
+    # stored portably: the interpreter as ``python``, paths under the working directory relative
+    assert record["command"] == ["python", "train_net.py", "OUTPUT_DIR", "out/fcn/seed0"]
+    assert json.loads((archive / "fcn" / "seed0" / "row.json").read_text()) == record
+    shutil.rmtree(out)  # a fresh checkout: outputs gone, the archived records remain
+    book = RecordBook(out, archive)
+    assert book.step(weights.parent / "row.json", command, train) == record and calls == ["train"]
+    # a later step that reads the weights has the finished row trained again first
+    prepared = lambda: book.step(weights.parent / "row.json", command, train,  # noqa: E731
+                                 outputs=[weights])
+    book.step(out / "interp" / "row.json", ["python", "interpolate"], lambda: {"n": 1},
+              prepare=prepared)
+    assert calls == ["train", "train"] and weights.is_file()
+    with pytest.raises(ValueError, match="unreadable recipe record"):
+        (archive / "interp" / "row.json").write_text("{")
+        shutil.rmtree(out / "interp")
+        book.step(out / "interp" / "row.json", ["python", "interpolate"], lambda: {"n": 1})
+
+
 def test_finished_runs_keep_only_their_final_checkpoint(tmp_path):
     from densepose_ext.engine.recipe import prune_checkpoints
 

@@ -97,7 +97,8 @@ def test_recipe_runs_every_row_on_the_mini_split(tmp_path, project_recipe):
     results = tmp_path / "RESULTS.md"
     subprocess.run([sys.executable, str(SCRIPT), "--iters", "2", "--seeds", "0", "--train",
                     "densepose_embedded_mini", "--test", "densepose_embedded_mini", "--out",
-                    str(tmp_path / "out"), "--results", str(results)], check=True, cwd=REPO)
+                    str(tmp_path / "out"), "--results", str(results), "--records",
+                    str(tmp_path / "records")], check=True, cwd=REPO)
     text = results.read_text()
     assert "not run" not in text
     for name in (*project_recipe("DensePoseCascade").ROW_NAMES, "cascade_stage1"):

@@ -58,6 +58,8 @@ def test_students_mix_labelled_and_pseudo_labelled_images(tmp_path, monkeypatch,
     monkeypatch.setattr(recipe, "run_command",
                         lambda cmd, cwd, env=None: calls.append((cmd, env)) or 0.5)
     r = recipe.Recipe(tmp_path, 100, "lab", "unl", "test")
+    prepared = []  # a student first has its label directory made (when it is gone)
+    monkeypatch.setattr(r, "prepare_labels", prepared.append)
     for row in ("baseline", "distill_multi"):
         out = tmp_path / row / "seed1"
         out.mkdir(parents=True)
@@ -70,6 +72,7 @@ def test_students_mix_labelled_and_pseudo_labelled_images(tmp_path, monkeypatch,
     assert cmd[cmd.index("DATASETS.TRAIN") + 1] == '("lab", "unl_pseudo")'
     assert cmd[cmd.index("DATASETS.TRAIN_RATIOS") + 1] == "(0.6, 0.4)"
     assert calls[1][1] == {"DENSEPOSE_PSEUDO_ROOT": str(tmp_path / "pseudo" / "multi")}
+    assert prepared == [None, "multi"]
     assert "DATASETS.TRAIN_RATIOS" not in base["command"] and calls[0][1] == {}
     for c in (cmd, base["command"]):
         assert c[c.index("INPUT.DENSEPOSE_DENSE_POINTS") + 1] == "0"
@@ -83,7 +86,8 @@ def test_recipe_runs_every_step_on_the_mini_split(tmp_path):
     subprocess.run([sys.executable, str(SCRIPT), "--iters", "2", "--seeds", "0",
                     "--train", "densepose_embedded_mini", "--unlabeled",
                     "densepose_embedded_mini", "--test", "densepose_embedded_mini",
-                    "--out", str(tmp_path / "out"), "--results", str(results)],
+                    "--out", str(tmp_path / "out"), "--results", str(results),
+                    "--records", str(tmp_path / "records")],
                    check=True, cwd=REPO)
     text = results.read_text()
     assert "not run" not in text

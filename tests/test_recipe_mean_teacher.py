@@ -90,7 +90,9 @@ def test_recipe_runs_on_the_mini_split(tmp_path):
                     "--train", "densepose_embedded_mini", "--unlabeled",
                     "densepose_embedded_mini", "--test", "densepose_embedded_mini",
                     "--out", str(tmp_path / "mt"), "--distillation-out", str(tmp_path / "dd"),
-                    "--results", str(results)], check=True, cwd=REPO)
+                    "--results", str(results), "--records", str(tmp_path / "mt_records"),
+                    "--distillation-records", str(tmp_path / "dd_records")],
+                   check=True, cwd=REPO)
     text = results.read_text()
     assert "| mean_teacher |" in text and "| pi_model |" in text
     assert (tmp_path / "teacher_vs_student.png").is_file()

@@ -17,7 +17,8 @@ from synthesis.pose_sources import (SAME_POSE_DEG, TEST_MOTIONS, TRAIN_MOTIONS, 
 
 def _args(tmp_path, **kw):
     base = dict(iters=2000, seeds=[0, 1, 2], num_stitched=1200, k=100, poses="motions_train",
-                out=str(tmp_path / "out"), results=str(tmp_path / "RESULTS.md"))
+                out=str(tmp_path / "out"), results=str(tmp_path / "RESULTS.md"),
+                records=str(tmp_path / "records"))
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -120,8 +121,13 @@ def test_rows_share_one_class_set_and_differ_only_in_training_data(tmp_path, mon
     recipe = project_recipe("MoCapSynthesis")
     calls = _fake_runs(recipe, monkeypatch, lambda row, seed: {1, 2, 3})
     r = recipe.Recipe(_args(tmp_path))
+    prepared = []  # a row first has what it reads made (when it is gone): classes, its images
+    monkeypatch.setattr(r, "classes", lambda keep_file: prepared.append(("classes", keep_file)))
+    monkeypatch.setattr(r, "stitch", lambda a, keep_images: prepared.append((a, keep_images)))
     recs = {(row.name, seed): r.train_row(row, seed) for seed in (0, 1) for row in recipe.ROWS}
     assert len(calls) == 6 and all("--resume" in c for c in calls)
+    assert prepared == 2 * [("classes", True), ("classes", True), ("geometric", True),
+                            ("classes", True), ("match", True)]
     classes_file = str(tmp_path / "out" / "pose3d_classes_K100.npz")
     for (name, seed), rec in recs.items():
         c = rec["command"]

@@ -15,9 +15,9 @@ from typing import Callable, List, Optional, Sequence
 
 from ..utils import atomic_write
 
-__all__ = ["run_command", "cached_record", "save_record", "recorded_step", "shrunk_schedule",
-           "resumable_training", "claim_output_dir", "display_command", "seed_dir",
-           "prune_checkpoints"]
+__all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
+           "shrunk_schedule", "resumable_training", "claim_output_dir", "display_command",
+           "portable_command", "seed_dir", "prune_checkpoints"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -41,11 +41,21 @@ def _read_record(path: Path) -> Optional[dict]:
         raise ValueError(f"{path}: unreadable recipe record ({e}); delete it to redo the step") from e
 
 
+def portable_command(command: Sequence) -> List[str]:
+    """``command`` as it reads on any checkout: ``python`` for this interpreter, and paths
+    inside the working directory (the repository root, where recipes run) made relative."""
+    root = str(Path.cwd()) + os.sep
+    return ["python" if str(c) == sys.executable else
+            str(c)[len(root):] if str(c).startswith(root) else str(c) for c in command]
+
+
 def cached_record(path: Path, command: List[str]) -> Optional[dict]:
-    """The record at ``path`` if it was made by exactly ``command``, else None."""
+    """The record at ``path`` if it was made by ``command`` (compared in its portable form),
+    else None."""
     path = Path(path)
     record = _read_record(path)
-    if record is not None and record.get("command") == command:
+    if record is not None and portable_command(record.get("command") or []) == \
+            portable_command(command):
         print(f"= {path} is up to date: not run again", flush=True)
         return record
     return None
@@ -61,10 +71,63 @@ def save_record(path: Path, record: dict) -> dict:
 def recorded_step(path: Path, command: List[str], run: Callable[[], dict]) -> dict:
     """The record of ``command`` at ``path``; when there is none, ``run()`` computes the
     record's other fields and the record is saved with the command."""
-    record = cached_record(path, command)
-    if record is None:
-        record = save_record(path, {"command": command, **run()})
-    return record
+    return RecordBook(Path(path).parent).step(path, command, run)
+
+
+class RecordBook:
+    """The records of one recipe's steps. Each lives beside the step's outputs under ``out``
+    and, when ``archive`` is given, also under ``archive`` (a folder committed with the
+    project): outputs are large and may be lost, the archived records let a later run of the
+    recipe skip every finished step and rewrite its report from them."""
+
+    def __init__(self, out: Path, archive: Optional[Path] = None):
+        self.out, self.archive = Path(out), None if archive is None else Path(archive)
+
+    def archived(self, path: Path) -> Optional[Path]:
+        """The archive copy of the record at ``path`` (a path under ``out``)."""
+        if self.archive is None:
+            return None
+        return self.archive / Path(path).relative_to(self.out)
+
+    def lookup(self, path: Path, command: Sequence) -> Optional[dict]:
+        """The record of ``command`` at ``path`` or in the archive, None when neither holds it."""
+        record = cached_record(path, list(command))
+        copy = self.archived(path)
+        if record is None and copy is not None:
+            record = cached_record(copy, list(command))
+        return record
+
+    def read(self, path: Path) -> Optional[dict]:
+        """The record at ``path`` or its archive copy, whatever command made it; None if none."""
+        copy = self.archived(path)
+        for candidate in (path, copy):
+            if candidate is not None and Path(candidate).is_file():
+                return _read_record(Path(candidate))
+        return None
+
+    def save(self, path: Path, record: dict) -> dict:
+        """Write ``record`` at ``path`` and in the archive (both atomically)."""
+        record = {**record, "command": portable_command(record["command"])}
+        save_record(path, record)
+        copy = self.archived(path)
+        if copy is not None:
+            save_record(copy, record)
+        return record
+
+    def step(self, path: Path, command: Sequence, run: Callable[[], dict], *,
+             outputs: Sequence[Path] = (), prepare: Optional[Callable[[], object]] = None) -> dict:
+        """The record of ``command``; when there is none, or a file of ``outputs`` (what a
+        later step reads) is missing, ``prepare()`` (the steps this one reads from) and then
+        ``run()`` compute it, and it is saved with the command."""
+        record = self.lookup(path, command)
+        if record is not None and all(Path(o).exists() for o in outputs):
+            return record
+        if record is not None:
+            print(f"= {path}: recorded, but {[str(o) for o in outputs]} are needed again: "
+                  "running it again", flush=True)
+        if prepare is not None:
+            prepare()
+        return self.save(path, {"command": list(command), **run()})
 
 
 def seed_dir(out: Path, row: str, seed: int) -> Path:

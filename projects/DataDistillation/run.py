@@ -2,7 +2,7 @@
 """Data distillation (Radosavovic et al., 2018) on the embedded benchmark: train, label, retrain.
 
     python projects/DataDistillation/run.py [--iters 1000] [--seeds 0 1 2] [--out DIR]
-        [--train D] [--unlabeled D] [--test D] [--results PATH]
+        [--train D] [--unlabeled D] [--test D] [--results PATH] [--records DIR]
 
 1. ``baseline``: multi-task DensePose R-CNN (DensePose + mask + keypoints) fine-tuned from the
    embedded model zoo's backbone on the labelled split, once per seed.
@@ -20,8 +20,10 @@
 
 Tables give mean ± std over the seeds and the verdict of
 :func:`densepose_ext.engine.seed_stats.compare_rows` on each of the paper's claims. Every step
-is recorded with its command (``DIR/<step>/...json``) and skipped when re-run, so an interrupted
-recipe resumes; training continues from its last checkpoint. Budget: about 3 hours on a 2-core
+is recorded with its command (``DIR/<step>/...json``, copied to ``records/`` next to this
+script and committed) and skipped when re-run, so an interrupted recipe resumes, also on a fresh
+checkout; training continues from its last checkpoint. A finished step whose files a pending
+step reads (the teacher's weights, a label directory) is run again when they are gone. Budget: about 3 hours on a 2-core
 CPU with the defaults (12 trainings of about 12 minutes, labelling 2400 images twice).
 """
 import argparse
@@ -35,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from densepose_ext.engine.recipe import (claim_output_dir, display_command, prune_checkpoints,
-                                         recorded_step, resumable_training, run_command,
+from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
+                                         prune_checkpoints, resumable_training, run_command,
                                          save_record, seed_dir, shrunk_schedule)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
@@ -73,9 +75,12 @@ _TIME_RE = re.compile(r"Total inference time: \S+ \(([0-9.]+) s / iter per devic
 class Recipe:
     """Runs the steps, each once (per seed), and keeps what they measured."""
 
-    def __init__(self, out: Path, iters: int, train: str, unlabeled: str, test: str):
+    def __init__(self, out: Path, iters: int, train: str, unlabeled: str, test: str,
+                 records: Optional[Path] = None):
+        """``records`` keeps a copy of every step's record (see :class:`RecordBook`)."""
         self.out, self.iters = out, iters
         self.train, self.unlabeled, self.test = train, unlabeled, test
+        self.book = RecordBook(out, records)
 
     def pseudo_root(self, kind: str) -> Path:
         """Where one kind of labels for the unlabelled split lives (registered from there)."""
@@ -84,7 +89,20 @@ class Recipe:
     def teacher(self) -> Path:
         return seed_dir(self.out, "baseline", 0) / "model_final.pth"
 
-    def train_row(self, row: str, seed: int) -> dict:
+    def prepare_teacher(self) -> None:
+        """The seed-0 baseline's weights, trained (again) when they are gone."""
+        self.train_row("baseline", 0, keep_weights=True)
+
+    def prepare_labels(self, kind: Optional[str]) -> None:
+        """The label directory a student row of ``kind`` trains on, made when it is gone."""
+        if kind == "oracle":
+            self.oracle_labels()
+        elif kind is not None:
+            self.pseudo_label(kind, keep_labels=True)
+
+    def train_row(self, row: str, seed: int, keep_weights: bool = False) -> dict:
+        """``row`` trained with ``seed`` and evaluated; ``keep_weights``: a pending step reads
+        its ``model_final.pth`` (trained again when it is gone)."""
         from densepose_ext.evaluation import read_headline_metrics
 
         source = ROWS[row][1]
@@ -106,7 +124,9 @@ class Recipe:
             return {"minutes": round(minutes, 2), "seed": seed, "extra_images": source,
                     "metrics": read_headline_metrics(out_dir)}
 
-        return recorded_step(out_dir / "row.json", command, run)
+        return self.book.step(out_dir / "row.json", command, run,
+                              outputs=[out_dir / "model_final.pth"] if keep_weights else (),
+                              prepare=lambda: self.prepare_labels(source))
 
     def tta(self, variant: str) -> dict:
         """The teacher on the test split without and with one multi-transform setting."""
@@ -130,10 +150,12 @@ class Recipe:
             return {"single": headline_metrics(results), "multi": headline_metrics(tta_results),
                     "single_s_per_image": times[-2], "multi_s_per_image": times[-1]}
 
-        return recorded_step(out_dir / "record.json", command, run)
+        return self.book.step(out_dir / "record.json", command, run,
+                              prepare=self.prepare_teacher)
 
-    def pseudo_label(self, kind: str) -> dict:
-        """The teacher's labels of the unlabelled split (``kind``: single or multi)."""
+    def pseudo_label(self, kind: str, keep_labels: bool = False) -> dict:
+        """The teacher's labels of the unlabelled split (``kind``: single or multi);
+        ``keep_labels``: a pending step reads them (made again when they are gone)."""
         out_dir = self.pseudo_root(kind) / self.unlabeled
         command = [sys.executable, "-m", "distill.pseudo_label", "--config-file",
                    str(CONFIG.relative_to(REPO)), "--weights", str(self.teacher()),
@@ -151,7 +173,9 @@ class Recipe:
                     **{k: params[k] for k in ("score_threshold", "persons", "persons_per_image",
                                               "with_keypoints", "with_densepose")}}
 
-        return recorded_step(self.pseudo_root(kind) / "record.json", command, run)
+        return self.book.step(self.pseudo_root(kind) / "record.json", command, run,
+                              outputs=[out_dir / "annotations.json"] if keep_labels else (),
+                              prepare=self.prepare_teacher)
 
     def oracle_labels(self) -> Path:
         """The unlabelled split's true labels as a label directory (the upper-bound row)."""
@@ -184,7 +208,8 @@ class Recipe:
             run_command(command, REPO)
             return {"scores": json.loads(scores.read_text())}
 
-        return recorded_step(self.out / "pseudo" / "quality_record.json", command, run)
+        return self.book.step(self.out / "pseudo" / "quality_record.json", command, run,
+                              prepare=lambda: [self.prepare_labels(k) for k in ("single", "multi")])
 
 
 def _digits(key: str) -> int:
@@ -316,13 +341,17 @@ def main(argv=None) -> None:
     parser.add_argument("--test", default="densepose_embedded_val")
     parser.add_argument("--rows", nargs="+", choices=tuple(ROWS), default=list(ROWS))
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--records", default=str(HERE / "records"),
+                        help="where a copy of every step's record is kept (committed with the "
+                             "project, so finished steps survive the loss of --out)")
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error("--iters must be >= 1")
     if 0 not in args.seeds:
         parser.error("--seeds must include 0 (the seed-0 baseline is the teacher)")
     os.chdir(REPO)
-    recipe = Recipe(Path(args.out).absolute(), args.iters, args.train, args.unlabeled, args.test)
+    recipe = Recipe(Path(args.out).absolute(), args.iters, args.train, args.unlabeled, args.test,
+                    Path(args.records))
 
     rows: Dict[str, List[dict]] = {}
     seeds = [0] + [s for s in args.seeds if s != 0]

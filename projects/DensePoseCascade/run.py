@@ -2,7 +2,7 @@
 """The DensePose paper's ablations on the embedded benchmark: train, evaluate, write RESULTS.md.
 
     python projects/DensePoseCascade/run.py [--iters 700] [--seeds 0 1 2] [--out DIR]
-        [--rows fcn rcnn ...] [--train D] [--test D] [--results PATH]
+        [--rows fcn rcnn ...] [--train D] [--test D] [--results PATH] [--records DIR]
 
 Every row fine-tunes one model from the embedded model zoo's pretrained backbone
 (``densepose_ext://R_18_GN_FPN_pretrain.pth``, the stand-in for ImageNet weights) with
@@ -19,9 +19,12 @@ Tables give mean ± std over the seeds; each of the paper's comparisons gets the
 exceeds twice its standard error). Budget: the defaults (700 iterations, 3 seeds, 11 rows) take
 about 5 hours on a 2-core CPU (0.45-0.9 s per iteration, about a minute per evaluation).
 
-A step whose record (``DIR/<row>/seed<k>/row.json``) holds the same command is not run again,
-so an interrupted recipe resumes; a row cut off mid-training continues from its last
+A step whose record (``DIR/<row>/seed<k>/row.json``, copied to ``records/<row>/seed<k>/`` next
+to this script and committed) holds the same command is not run again, so an interrupted recipe
+resumes, also on a fresh checkout; a row cut off mid-training continues from its last
 checkpoint (every 100 iterations), and its minutes then count only the part after the restart.
+A finished row whose weights a pending step needs (an FCN teacher, a cascade model) is trained
+again when they are gone.
 ``RESULTS.md`` is rewritten from every finished step at the end; the text of
 ``discussion.md`` next to this script, when present, closes it.
 """
@@ -36,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from densepose_ext.engine.recipe import (claim_output_dir, display_command, prune_checkpoints,
-                                         recorded_step, resumable_training, run_command,
+from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
+                                         prune_checkpoints, resumable_training, run_command,
                                          seed_dir, shrunk_schedule)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 
@@ -86,6 +89,7 @@ ROWS = (
         paper={"auc10": 0.38}),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
+ROW = {r.name: r for r in ROWS}
 
 # (what, metric, row before, row after): the paper's claims "after is better than before"
 COMPARISONS = (
@@ -107,15 +111,20 @@ METRIC_COLUMNS = (("gps_ap", "GPS AP"), ("gpsm_ap", "GPSm AP"), ("auc10", "AUC10
 class Recipe:
     """Runs the steps in order, each once per seed, and keeps what they measured."""
 
-    def __init__(self, out: Path, iters: int, train: str, test: str):
-        """``out`` is absolute or relative to the repository root."""
+    def __init__(self, out: Path, iters: int, train: str, test: str,
+                 records: Optional[Path] = None):
+        """``out`` is absolute or relative to the repository root; ``records`` keeps a copy
+        of every step's record (see :class:`RecordBook`)."""
         self.out, self.iters, self.train, self.test = out, iters, train, test
+        self.book = RecordBook(out, records)
 
     def interp_env(self, seed: int) -> dict:
         """Where the interpolated datasets of ``seed``'s teacher are registered from."""
         return {"DENSEPOSE_INTERPOLATED_ROOT": str(self.out / "interpolated" / f"seed{seed}")}
 
-    def train_row(self, row: Row, seed: int) -> dict:
+    def train_row(self, row: Row, seed: int, keep_weights: bool = False) -> dict:
+        """``row`` trained with ``seed`` and evaluated; ``keep_weights``: its
+        ``model_final.pth`` is needed by a step that has not run yet (retrained if lost)."""
         from densepose_ext.evaluation import read_headline_metrics
 
         out_dir = seed_dir(self.out, row.name, seed)
@@ -133,11 +142,15 @@ class Recipe:
             return {"minutes": round(minutes, 2), "seed": seed, "train_dataset": train,
                     "metrics": read_headline_metrics(out_dir)}
 
-        return recorded_step(out_dir / "row.json", command, run)
+        return self.book.step(
+            out_dir / "row.json", command, run,
+            outputs=[out_dir / "model_final.pth"] if keep_weights else (),
+            prepare=(lambda: self.interpolate(seed, keep_targets=True)) if row.interpolated
+            else None)
 
-    def interpolate(self, seed: int) -> dict:
+    def interpolate(self, seed: int, keep_targets: bool = False) -> dict:
         """Dense targets for the training split from ``seed``'s FCN teacher, scored against
-        the renderer's exact labels."""
+        the renderer's exact labels; ``keep_targets``: a training still reads them."""
         env = self.interp_env(seed)
         targets = Path(env["DENSEPOSE_INTERPOLATED_ROOT"]) / self.train
         teacher = seed_dir(self.out, "fcn", seed) / "model_final.pth"
@@ -152,8 +165,10 @@ class Recipe:
                          "--targets", targets, "--out", scores], REPO, env)
             return {"minutes": round(minutes, 2), "scores": json.loads(scores.read_text())}
 
-        return recorded_step(seed_dir(self.out, "teacher_labels", seed) / "record.json",
-                             command, run)
+        return self.book.step(seed_dir(self.out, "teacher_labels", seed) / "record.json",
+                              command, run,
+                              outputs=[targets / "annotations.json"] if keep_targets else (),
+                              prepare=lambda: self.train_row(ROW["fcn"], seed, True))
 
     def stage1(self, seed: int) -> dict:
         """``seed``'s cascade model evaluated with its stage-1 outputs."""
@@ -171,7 +186,8 @@ class Recipe:
             return {"seed": seed, "train_dataset": "(the cascade model)",
                     "metrics": read_headline_metrics(out_dir)}
 
-        return recorded_step(out_dir / "row.json", command, run)
+        return self.book.step(out_dir / "row.json", command, run,
+                              prepare=lambda: self.train_row(ROW["cascade"], seed, True))
 
     def timing(self, seed: int) -> dict:
         """Inference speed of stage 1 and stage 2 of one cascade model (same process
@@ -192,7 +208,8 @@ class Recipe:
             return {"stage1_images_per_s": speeds[1], "stage2_images_per_s": speeds[2],
                     "stage2_over_stage1_time": round(speeds[1] / speeds[2], 3)}
 
-        return recorded_step(self.out / "cascade_timing.json", command, run)
+        return self.book.step(self.out / "cascade_timing.json", command, run,
+                              prepare=lambda: self.train_row(ROW["cascade"], seed, True))
 
 
 def _digits(key: str) -> int:
@@ -330,11 +347,14 @@ def main(argv=None) -> None:
     parser.add_argument("--train", default="densepose_embedded_train")
     parser.add_argument("--test", default="densepose_embedded_val")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--records", default=str(HERE / "records"),
+                        help="where a copy of every step's record is kept (committed with the "
+                             "project, so finished steps survive the loss of --out)")
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error("--iters must be >= 1")
     os.chdir(REPO)  # every command, and a relative --out, are taken from the repository root
-    recipe = Recipe(Path(args.out), args.iters, args.train, args.test)
+    recipe = Recipe(Path(args.out), args.iters, args.train, args.test, Path(args.records))
 
     wanted = set(args.rows)
     if "interp" in wanted:

@@ -2,7 +2,7 @@
 """Mean teacher (Tarvainen & Valpola, 2017) on the embedded benchmark: train, evaluate, plot.
 
     python projects/MeanTeacher/run.py [--iters 1000] [--seeds 0 1 2] [--out DIR]
-        [--distillation-out DIR] [--results PATH]
+        [--distillation-out DIR] [--results PATH] [--records DIR] [--distillation-records DIR]
 
 Same labelled / unlabelled / test splits, model (multi-task DensePose R-CNN from the embedded
 model zoo's backbone), schedule and seeds as projects/DataDistillation:
@@ -19,8 +19,9 @@ model zoo's backbone), schedule and seeds as projects/DataDistillation:
 
 Teacher and student are both evaluated four times during training; the last evaluation fills
 the table (the teacher for the mean-teacher rows), the series draw ``teacher_vs_student.png``.
-Verdicts by :func:`densepose_ext.engine.seed_stats.compare_rows`. Steps are recorded and
-skipped when re-run; training resumes from its last checkpoint. Budget: about 3 hours on a
+Verdicts by :func:`densepose_ext.engine.seed_stats.compare_rows`. Steps are recorded (a copy
+under ``records/`` next to this script, committed) and skipped when re-run, also on a fresh
+checkout; training resumes from its last checkpoint. Budget: about 3 hours on a
 2-core CPU (6 trainings with the teacher's extra forward pass and 8 evaluations each).
 """
 import argparse
@@ -31,10 +32,10 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from densepose_ext.engine.recipe import (claim_output_dir, display_command, prune_checkpoints,
-                                         recorded_step, resumable_training, run_command,
+from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
+                                         prune_checkpoints, resumable_training, run_command,
                                          seed_dir, shrunk_schedule)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
@@ -97,8 +98,11 @@ def eval_series(metrics_file: Path) -> Dict[str, List[List[float]]]:
 class Recipe:
     """Runs the mean-teacher rows, each once per seed, and keeps what they measured."""
 
-    def __init__(self, out: Path, iters: int, distillation):
+    def __init__(self, out: Path, iters: int, distillation, records: Optional[Path] = None):
+        """``distillation``: (the data-distillation recipe module, its Recipe); ``records``
+        keeps a copy of every step's record (see :class:`RecordBook`)."""
         self.out, self.iters, self.dd = out, iters, distillation
+        self.book = RecordBook(out, records)
 
     def train_row(self, row: str, seed: int) -> dict:
         dd_module, dd = self.dd
@@ -122,7 +126,7 @@ class Recipe:
                     "metrics": _last_eval(metrics), "student_metrics": _last_eval(
                         metrics, "_student"), "series": eval_series(metrics)}
 
-        return recorded_step(out_dir / "row.json", command, run)
+        return self.book.step(out_dir / "row.json", command, run)
 
 
 def plot_series(path: Path, rows: Dict[str, List[dict]]) -> None:
@@ -232,12 +236,18 @@ def main(argv=None) -> None:
     parser.add_argument("--unlabeled", default="densepose_embedded_unlabeled")
     parser.add_argument("--test", default="densepose_embedded_val")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--records", default=str(HERE / "records"),
+                        help="where a copy of every step's record is kept (committed with the "
+                             "project, so finished steps survive the loss of --out)")
+    parser.add_argument("--distillation-records",
+                        default=str(REPO / "projects" / "DataDistillation" / "records"),
+                        help="the data-distillation recipe's --records")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     dd_module = _distillation_recipe()
     dd = dd_module.Recipe(Path(args.distillation_out).absolute(), args.iters, args.train,
-                          args.unlabeled, args.test)
-    recipe = Recipe(Path(args.out).absolute(), args.iters, (dd_module, dd))
+                          args.unlabeled, args.test, Path(args.distillation_records))
+    recipe = Recipe(Path(args.out).absolute(), args.iters, (dd_module, dd), Path(args.records))
     rows: Dict[str, List[dict]] = {}
     for seed in args.seeds:
         rows.setdefault("baseline", []).append(dd.train_row("baseline", seed))
@@ -245,8 +255,9 @@ def main(argv=None) -> None:
             rows.setdefault(row, []).append(recipe.train_row(row, seed))
     rows["mean_teacher_student"] = [dict(r, metrics=r["student_metrics"])
                                     for r in rows["mean_teacher"]]
-    distilled = [seed_dir(dd.out, "distill_multi", s) / "row.json" for s in args.seeds]
-    rows["distill_multi"] = [json.loads(p.read_text()) for p in distilled if p.is_file()]
+    distilled = [dd.book.read(seed_dir(dd.out, "distill_multi", s) / "row.json")
+                 for s in args.seeds]
+    rows["distill_multi"] = [r for r in distilled if r is not None]
     plot_series(Path(args.results).parent / "teacher_vs_student.png", rows)
     commands = [r["command"] for name in ("baseline", *ROWS) for r in rows[name]]
     print(write_results(Path(args.results), args, rows, commands))

@@ -4,7 +4,7 @@
 Do MoCap-guided stitched images help a 3D-pose classifier on MoCap poses of actions it never saw?
 
     python projects/MoCapSynthesis/run.py [--iters 2000] [--seeds 0 1 2] [--num-stitched 1200]
-        [--k 100] [--poses motions_train] [--out DIR] [--results PATH]
+        [--k 100] [--poses motions_train] [--out DIR] [--results PATH] [--records DIR]
 
 1. Data. ``densepose_embedded_mocap_test`` renders people in the *held-out* procedural motions
    (pose source ``motions_test``: run, squat, wave, without the frames that repeat a training
@@ -36,8 +36,11 @@ The stitched sets and the class set are built once; the seeds vary the training 
 (initialisation of new layers, data order, augmentation).
 
 Every step is recorded with its exact command under ``--out`` (rows under
-``<row>/seed<k>/row.json``); re-running skips finished steps, and a training run cut off
-continues from its last checkpoint (every 100 iterations).
+``<row>/seed<k>/row.json``) and, but for the data preparation, copied under ``--records``
+(``records/`` next to this script, committed); re-running skips finished steps, also on a fresh
+checkout, and a training run cut off continues from its last checkpoint (every 100
+iterations). A finished step whose files a pending step reads (stitched images, the class
+set) is run again when they are gone.
 """
 import argparse
 import json
@@ -49,9 +52,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from densepose_ext.engine.recipe import (claim_output_dir, display_command, prune_checkpoints,
-                                         recorded_step, resumable_training, run_command,
-                                         seed_dir, shrunk_schedule)
+from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
+                                         prune_checkpoints, recorded_step, resumable_training,
+                                         run_command, seed_dir, shrunk_schedule)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 from densepose_ext.utils import atomic_write
 from synthesis.pose_sources import (SAME_POSE_DEG, TEST_MOTIONS, SequencePoseSource,
@@ -140,6 +143,7 @@ class Recipe:
         self.out = Path(args.out)
         self.stitched_root = datasets_root() / "stitched"
         self.classes_file = self.out / f"pose3d_classes_K{args.k}.npz"
+        self.book = RecordBook(self.out, Path(args.records))
 
     def stitched_dataset(self, assignment: str) -> str:
         return "stitched_" + stitched_name(self.args.poses, assignment)
@@ -156,8 +160,9 @@ class Recipe:
                 "minutes": round(run_command(c, REPO), 2)}))
         return records
 
-    def stitch(self, assignment: str) -> dict:
-        """The stitched training images of one assignment rule (pieces from the renders)."""
+    def stitch(self, assignment: str, keep_images: bool = False) -> dict:
+        """The stitched training images of one assignment rule (pieces from the renders);
+        ``keep_images``: a pending step reads them (stitched again when they are gone)."""
         from densepose_ext.data.datasets import EMBEDDED_SPLITS, datasets_root
 
         split_dir = datasets_root() / "densepose_embedded" / EMBEDDED_SPLITS[RENDERS].subdir
@@ -175,10 +180,12 @@ class Recipe:
                     "assignment": assignment, "images": len(info["images"]),
                     "persons": len(info["annotations"])}
 
-        return recorded_step(self.out / f"stitch_{assignment}.json", command, run)
+        return self.book.step(self.out / f"stitch_{assignment}.json", command, run,
+                              outputs=[out_dir / "annotations.json"] if keep_images else ())
 
-    def classes(self) -> dict:
-        """The one K-means class set of every row, from the rendered training split's poses."""
+    def classes(self, keep_file: bool = False) -> dict:
+        """The one K-means class set of every row, from the rendered training split's poses;
+        ``keep_file``: a pending step reads it (built again when it is gone)."""
         from densepose_ext.modeling.pose3d import PoseClasses
 
         command = [sys.executable, "-m", "densepose_ext.modeling.pose3d", "--dataset", RENDERS,
@@ -193,7 +200,8 @@ class Recipe:
                     **{k: p.get(k) for k in ("k", "num_poses", "num_points", "mirror",
                                               "quantisation_mpjpe_mm", "mean_pose_mpjpe_mm")}}
 
-        return recorded_step(self.out / "classes.json", command, run)
+        return self.book.step(self.out / "classes.json", command, run,
+                              outputs=[self.classes_file] if keep_file else ())
 
     def contact_sheet(self, assignment: str, path: Path) -> dict:
         """Stitched images with their person mask and keypoints (left) and carried DensePose
@@ -202,10 +210,9 @@ class Recipe:
                    "--dataset", self.stitched_dataset(assignment), "--num", "16", "--cols", "4",
                    "--cell", "192", "--shuffle", str(STITCH_SEED),
                    "--panels", "masks+keypoints", "iuv+points", "--out", str(path)]
-        record = self.out / f"contact_sheet_{assignment}.json"
-        if not path.is_file():
-            record.unlink(missing_ok=True)  # the picture is gone: draw it again
-        return recorded_step(record, command, lambda: {"minutes": round(run_command(command, REPO), 2)})
+        return self.book.step(self.out / f"contact_sheet_{assignment}.json", command,
+                              lambda: {"minutes": round(run_command(command, REPO), 2)},
+                              outputs=[path], prepare=lambda: self.stitch(assignment, True))
 
     def train_row(self, row: Row, seed: int) -> dict:
         out_dir = seed_dir(self.out, row.name, seed)
@@ -228,7 +235,12 @@ class Recipe:
             return {"minutes": round(minutes, 2), "seed": seed, "train": list(train),
                     "metrics": metrics, "persons": persons}
 
-        return recorded_step(out_dir / "row.json", command, run)
+        def prepare() -> None:
+            self.classes(keep_file=True)
+            if row.assignment:
+                self.stitch(row.assignment, keep_images=True)
+
+        return self.book.step(out_dir / "row.json", command, run, prepare=prepare)
 
 
 def read_evaluation(folder: Path, row: str) -> Tuple[dict, Dict[str, List[float]]]:
@@ -428,6 +440,9 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="output/mocap_synthesis",
                         help="absolute, or relative to the repository root")
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--records", default=str(HERE / "records"),
+                        help="where a copy of every step's record is kept (committed with the "
+                             "project, so finished steps survive the loss of --out)")
     args = parser.parse_args(argv)
     if args.iters < 1 or args.num_stitched < 1 or args.k < 2:
         parser.error("--iters and --num-stitched must be >= 1, --k >= 2")
