@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from densepose_ext.structures import FRAME_SIZE, DenseIUV, decode_dp_masks
+from densepose_ext.structures import FRAME_SIZE, DenseIUV, decode_dp_masks, segmentation_to_mask
 from densepose_ext.utils import atomic_write
 
 __all__ = [
@@ -49,24 +49,6 @@ def _image_pixels(box_xywh: Sequence[float], size: int, image_hw: Tuple[int, int
     return rows, cols
 
 
-def _segmentation_mask(segm, image_hw: Tuple[int, int]) -> np.ndarray:
-    from pycocotools import mask as mask_util
-
-    H, W = image_hw
-    if isinstance(segm, list):
-        rles = mask_util.frPyObjects(segm, H, W)
-        rle = mask_util.merge(rles) if rles else None
-    elif isinstance(segm.get("counts"), list):
-        rle = mask_util.frPyObjects(segm, H, W)
-    else:
-        rle = dict(segm)
-        if isinstance(rle["counts"], str):
-            rle["counts"] = rle["counts"].encode("ascii")
-    if rle is None:
-        return np.zeros((H, W), bool)
-    return mask_util.decode(rle).astype(bool)
-
-
 def person_mask_in_frame(ann: dict, image_hw: Tuple[int, int], size: int = FRAME_SIZE,
                          source: str = "dp_masks") -> np.ndarray:
     """(T,T) bool GT person mask on the target grid of an annotation (nearest resampling).
@@ -86,7 +68,7 @@ def person_mask_in_frame(ann: dict, image_hw: Tuple[int, int], size: int = FRAME
     if source == "segmentation":
         if "segmentation" not in ann:
             raise ValueError("no segmentation to take the person mask from")
-        image_mask = _segmentation_mask(ann["segmentation"], image_hw)
+        image_mask = segmentation_to_mask(ann["segmentation"], *image_hw)
         rows, cols = _image_pixels(ann["bbox"], size, image_hw)
         return image_mask[rows[:, None], cols[None, :]]
     raise ValueError(f"unknown mask source {source!r}; expected one of {MASK_SOURCES}")

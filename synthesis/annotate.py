@@ -21,7 +21,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from densepose_ext.body.parts import FINE_TO_COARSE
-from densepose_ext.structures import (encode_dp_masks, mask_to_polygons,
+from densepose_ext.structures import (FRAME_SIZE, encode_dp_masks, mask_to_polygons,
                                       num_annotation_points, sample_annotation_points)
 
 from .rasterize import Camera, Fragments
@@ -31,7 +31,6 @@ __all__ = ["MIN_VISIBLE_AREA", "FINE_TO_COARSE", "DenseMaps", "dense_maps", "ann
            "annotation_id", "box_frame_masks", "MAX_PEOPLE_PER_IMAGE"]
 
 MIN_VISIBLE_AREA = 100  # pixels; smaller visible persons get no annotation record
-DP_FRAME = 256  # side of the box frame of dp_x / dp_y and of the dp_masks
 SURFACE_DEPTH_TOL = 0.03  # metres: a surface keypoint within this of the z-buffer is visible
 SELF_OCCLUSION_MARGIN = 0.2  # metres: a joint is self-occluded if its own surface is further in front
 NEAREST_SURFACE_K = 12  # surface vertices checked around a joint keypoint
@@ -70,7 +69,7 @@ def dense_maps(frags: Fragments, body: BodyAssets) -> DenseMaps:
 
 def box_frame_masks(coarse: np.ndarray, x0: int, y0: int, w: int, h: int) -> List:
     """14 coarse part masks of the box resampled (nearest) to 256x256, as COCO RLE or []."""
-    g = (np.arange(DP_FRAME) + 0.5) / DP_FRAME
+    g = (np.arange(FRAME_SIZE) + 0.5) / FRAME_SIZE
     cols = np.clip(np.floor(x0 + g * w).astype(np.int64), x0, x0 + w - 1)
     rows = np.clip(np.floor(y0 + g * h).astype(np.int64), y0, y0 + h - 1)
     return encode_dp_masks(coarse[rows[:, None], cols[None, :]])
@@ -157,8 +156,8 @@ def annotate_scene(
             "segmentation": polys,
             "keypoints": [round(float(v), 2) if i % 3 != 2 else int(v) for i, v in enumerate(kps.ravel())],
             "num_keypoints": int((kps[:, 2] > 0).sum()),
-            "dp_x": _r((cols + 0.5 - x0) * DP_FRAME / w, 4),
-            "dp_y": _r((rows + 0.5 - y0) * DP_FRAME / h, 4),
+            "dp_x": _r((cols + 0.5 - x0) * FRAME_SIZE / w, 4),
+            "dp_y": _r((rows + 0.5 - y0) * FRAME_SIZE / h, 4),
             "dp_I": _r(maps.I[rows, cols], 1),
             "dp_U": _r(maps.U[rows, cols], 6),
             "dp_V": _r(maps.V[rows, cols], 6),

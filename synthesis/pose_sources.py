@@ -43,8 +43,6 @@ __all__ = ["PoseSourceError", "PoseSequence", "QueryPose", "PoseSource", "Sequen
            "resolve_pose_source", "estimate_up_axis"]
 
 POSE_DIM = NUM_JOINTS * 3
-NUM_BETAS = 10
-BETA_STD, BETA_RANGE = 0.9, 2.0  # random shapes as in the renderer: N(0, 0.9^2) clipped
 DEFAULT_FPS = 30.0
 SMPL_FACE_VERTICES = {"nose": 332, "left_eye": 2800, "right_eye": 6260, "left_ear": 583, "right_ear": 4071}
 PathLike = Union[str, Path]
@@ -566,11 +564,6 @@ class SMPLPoser:
                  for i in range(0, len(seq), chunk)]
         fields = ("vertices", "joints", "keypoints")
         return PosedBodies(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
-
-
-def random_betas(rng: np.random.Generator, n: int = NUM_BETAS) -> np.ndarray:
-    """Random body shape as in the renderer (N(0, 0.9^2) clipped to +-2)."""
-    return np.clip(rng.normal(0.0, BETA_STD, n), -BETA_RANGE, BETA_RANGE)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -18,13 +18,13 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from densepose_ext.body.shape import sample_betas
+
 from .rasterize import Camera, look_at_rotation
 from .texture import BodyRegions
 
 __all__ = ["BodyAssets", "Person", "Scene", "load_body_assets", "sample_scene", "yaw_axis_angle"]
 
-NUM_BETAS = 10
-BETA_RANGE = 2.0  # betas are drawn from N(0, 0.9^2) clipped to [-BETA_RANGE, BETA_RANGE]
 MIN_GROUND_SEPARATION = 0.55  # metres between two people's root positions on the ground
 MAX_BOX_COVERAGE = 0.7  # a person's box may be covered this much by nearer people's boxes
 _L_SHOULDER, _R_SHOULDER = 16, 17
@@ -197,7 +197,7 @@ def sample_scene(rng: np.random.Generator, body: BodyAssets, width: int, height:
     vfov = 2.0 * np.arctan(0.5 * height / f)
     cam_h = rng.uniform(0.6, 2.2)
 
-    betas = np.clip(rng.normal(0.0, 0.9, (n, NUM_BETAS)), -BETA_RANGE, BETA_RANGE)
+    betas = sample_betas(rng, n)
     if pose_sampler is None:
         poses = _lower_arms(rng, body.sample_poses(rng, n))
     else:

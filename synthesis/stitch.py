@@ -48,14 +48,15 @@ from scipy.spatial.transform import Rotation
 
 from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from densepose_ext.body.parts import FINE_TO_COARSE
-from densepose_ext.structures import mask_to_polygons
+from densepose_ext.body.shape import sample_betas
+from densepose_ext.structures import FRAME_SIZE, mask_to_polygons
 from densepose_ext.utils import atomic_write
 
 from .annotate import annotation_id, box_frame_masks
-from .pose_sources import PoseSource, PosedBodies, QueryPose, SMPLPoser, random_betas, resolve_pose_source
+from .pose_sources import PoseSource, PosedBodies, QueryPose, SMPLPoser, resolve_pose_source
 from .rasterize import Camera, look_at_rotation
 from .stitch_assign import ASSIGNMENT_RULES, DEFAULT_ASSIGNMENT
-from .stitch_blend import (DP_FRAME, SLOT_PARTS, SourceLoader, WarpedSource, blend_weights, composite,
+from .stitch_blend import (SLOT_PARTS, SourceLoader, WarpedSource, blend_weights, composite,
                            distinct_layers, layer_rois, warp_source)
 from .stitch_index import (NUM_SLOTS, SLOT_NAMES, TORSO_SLOT, LocalPoseIndex, Matches, SourcePool,
                            load_source_pool, match_misfit)
@@ -181,7 +182,7 @@ class Stitcher:
         cfg = self.config
         rng = np.random.default_rng([int(seed), int(index)])
         query = self.poses.sample(rng)
-        betas = random_betas(rng)
+        betas = sample_betas(rng, 1)[0]
         if query.betas is not None:
             betas = query.betas
         body = self.poser.pose(query.pose[None], query.trans[None], betas[None])
@@ -254,8 +255,8 @@ class Stitcher:
         parts = {k: [] for k in ("x", "y", "I", "U", "V")}
         for u, (s, ann) in enumerate(zip(res.layer_slot, anns)):
             x0, y0, bw, bh = (float(v) for v in ann["bbox"])
-            src = np.stack([x0 + np.asarray(ann["dp_x"], np.float64) * bw / DP_FRAME,
-                            y0 + np.asarray(ann["dp_y"], np.float64) * bh / DP_FRAME], 1)
+            src = np.stack([x0 + np.asarray(ann["dp_x"], np.float64) * bw / FRAME_SIZE,
+                            y0 + np.asarray(ann["dp_y"], np.float64) * bh / FRAME_SIZE], 1)
             p = src @ res.matches.transform[s][:, :2].T + res.matches.transform[s][:, 2]
             col, row = np.floor(p[:, 0]).astype(np.int64), np.floor(p[:, 1]).astype(np.int64)
             keep = (col >= 0) & (col < W) & (row >= 0) & (row < H)
@@ -319,7 +320,7 @@ def make_records(res: StitchResult, image_id: int, pool: SourcePool) -> Tuple[Di
     }
     if res.dp_points is not None and res.coarse is not None:
         p = res.dp_points
-        ann.update({"dp_x": _r((p["x"] - x0) * DP_FRAME / w, 4), "dp_y": _r((p["y"] - y0) * DP_FRAME / h, 4),
+        ann.update({"dp_x": _r((p["x"] - x0) * FRAME_SIZE / w, 4), "dp_y": _r((p["y"] - y0) * FRAME_SIZE / h, 4),
                     "dp_I": _r(p["I"], 1), "dp_U": _r(p["U"], 6), "dp_V": _r(p["V"], 6),
                     "dp_masks": box_frame_masks(np.where(res.mask, res.coarse, 0), x0, y0, w, h)})
     return image, [ann]

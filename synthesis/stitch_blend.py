@@ -24,14 +24,11 @@ from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
-from pycocotools import mask as mask_util
-
 from densepose_ext.body.parts import FINE_TO_COARSE
+from densepose_ext.structures.coco_format import FRAME_SIZE, decode_dp_masks, segmentation_to_mask
 
 from .stitch_assign import HAND_EXTENSION
 from .stitch_index import TORSO_KEYPOINTS, SourcePoolError
-
-DP_FRAME = 256  # side of the DensePose-COCO box frame
 
 __all__ = ["SLOT_PARTS", "blend_weights", "to_pixel_index_affine", "warp_source", "layer_rois",
            "fill_holes", "WarpedSource", "composite", "distinct_layers", "SourceRasters", "SourceLoader",
@@ -311,19 +308,9 @@ class SourceLoader:
         if not segm:
             raise SourcePoolError(f"{where}: no segmentation (a source person needs a mask)")
         try:
-            if isinstance(segm, list):
-                rle = mask_util.merge(mask_util.frPyObjects(segm, h, w))
-            elif isinstance(segm.get("counts"), list):
-                rle = mask_util.frPyObjects(segm, h, w)
-            else:
-                rle = dict(segm, counts=segm["counts"].encode("ascii") if isinstance(segm["counts"], str)
-                           else segm["counts"])
-            m = mask_util.decode(rle)
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
-            raise SourcePoolError(f"{where}: bad segmentation ({e})") from None
-        if m.shape[:2] != (h, w):
-            raise SourcePoolError(f"{where}: segmentation size {m.shape[:2]} is not the image size {(h, w)}")
-        return m.reshape(h, w)
+            return segmentation_to_mask(segm, h, w).astype(np.uint8)
+        except ValueError as e:
+            raise SourcePoolError(f"{where}: {e}") from None
 
     def rasters(self, i: int, crop: bool = True) -> SourceRasters:
         """Rasters of source person ``i`` (pool index); ``crop``: only around the person (enough
@@ -387,23 +374,15 @@ def box_frame_to_image(ann: dict, h: int, w: int, where: str) -> np.ndarray:
     """The 14 coarse ``dp_masks`` of an annotation (256x256 box frame) as an (h,w) uint8 part
     map of the image (nearest sampling at pixel centres; 0 outside the box)."""
     x0, y0, bw, bh = (float(v) for v in ann["bbox"])
-    frame = np.zeros((DP_FRAME, DP_FRAME), np.uint8)
-    for c, rle in enumerate(ann["dp_masks"], start=1):
-        if not rle:
-            continue
-        try:
-            r = dict(rle, counts=rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"])
-            m = mask_util.decode(r).astype(bool)
-        except (TypeError, ValueError, KeyError, AttributeError) as e:
-            raise SourcePoolError(f"{where}: bad dp_masks[{c - 1}] ({e})") from None
-        if m.shape != frame.shape:
-            raise SourcePoolError(f"{where}: dp_masks[{c - 1}] is {m.shape}, expected {frame.shape}")
-        frame[m] = c
+    try:
+        frame = decode_dp_masks(ann["dp_masks"])
+    except ValueError as e:
+        raise SourcePoolError(f"{where}: {e}") from None
     out = np.zeros((h, w), np.uint8)
     cols = np.arange(max(0, int(np.floor(x0))), min(w, int(np.ceil(x0 + bw))))
     rows = np.arange(max(0, int(np.floor(y0))), min(h, int(np.ceil(y0 + bh))))
-    fx = np.floor((cols + 0.5 - x0) * DP_FRAME / bw).astype(np.int64)
-    fy = np.floor((rows + 0.5 - y0) * DP_FRAME / bh).astype(np.int64)
-    okx, oky = (fx >= 0) & (fx < DP_FRAME), (fy >= 0) & (fy < DP_FRAME)
+    fx = np.floor((cols + 0.5 - x0) * FRAME_SIZE / bw).astype(np.int64)
+    fy = np.floor((rows + 0.5 - y0) * FRAME_SIZE / bh).astype(np.int64)
+    okx, oky = (fx >= 0) & (fx < FRAME_SIZE), (fy >= 0) & (fy < FRAME_SIZE)
     out[np.ix_(rows[oky], cols[okx])] = frame[np.ix_(fy[oky], fx[okx])]
     return out

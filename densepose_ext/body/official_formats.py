@@ -26,6 +26,7 @@ import numpy as np
 import scipy.io
 
 from ..utils import atomic_write
+from .charts import NUM_PARTS
 
 __all__ = [
     "OfficialFileError", "SMPL_SUBDIV", "SUBDIV_TRANSFORM", "PDIST_MATRIX", "UV_SYMMETRY",
@@ -39,7 +40,6 @@ SMPL_SUBDIV = "SMPL_subdiv.mat"
 SUBDIV_TRANSFORM = "SMPL_SUBDIV_TRANSFORM.mat"
 PDIST_MATRIX = "Pdist_matrix.pkl"
 UV_SYMMETRY = "UV_symmetry_transforms.mat"
-NUM_PARTS = 24
 
 
 class OfficialFileError(ValueError):

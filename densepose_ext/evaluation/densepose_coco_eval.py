@@ -53,7 +53,8 @@ from .gps import (
     official_point_similarity,
     quantized_point_errors,
 )
-from .iuv import IUV, decode_iuv_png_uint8
+from ..structures.coco_format import decode_iuv_png_uint8
+from .iuv import IUV
 from .masks import box_iou_pairs, detection_masks, gt_mask, gt_masks, mask_iou_matrix
 from .matching import accumulate, greedy_match, official_box_rule
 from .protocol import check_protocol

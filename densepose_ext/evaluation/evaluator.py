@@ -47,7 +47,8 @@ from .densepose_coco_eval import (
     evaluate_ap,
 )
 from .gps import NORMALIZATIONS, PAPER_KAPPA
-from .iuv import box_grid_size, encode_iuv_png, instances_to_box_iuvs
+from ..structures.coco_format import encode_iuv_png
+from .iuv import box_grid_size, instances_to_box_iuvs
 from .pointwise import auc_metrics, best_gps_point_errors, concatenate_errors
 from .protocol import DEFAULT_PROTOCOL, PROTOCOL_DESCRIPTIONS, check_protocol
 

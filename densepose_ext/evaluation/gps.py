@@ -29,6 +29,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ..structures.coco_format import FRAME_SIZE
 from .iuv import IUV, box_cells_at_points
 from .protocol import OFFICIAL_DP_SCALE, check_protocol
 
@@ -37,7 +38,6 @@ __all__ = [
     "PAPER_KAPPA",
     "COARSE_REGION_OF_PART",
     "COARSE_REGION_KAPPA",
-    "DP_FRAME",
     "point_kappa",
     "gps_from_errors",
     "GtPoints",
@@ -62,8 +62,6 @@ COARSE_REGION_OF_PART = np.array(
 #: coarse region (index 0..8) -> kappa in metres (upstream "Mean_Distances"; index 0 unused)
 COARSE_REGION_KAPPA = np.array(
     [0.0, 0.351, 0.107, 0.126, 0.237, 0.173, 0.142, 0.128, 0.150], np.float64)
-#: side of the DensePose-COCO box frame of dp_x / dp_y
-DP_FRAME = 256.0
 
 
 def _check_normalization(normalization: str) -> None:
@@ -165,8 +163,8 @@ def collect_gt_points(body, anns: Sequence[dict], source: str = "ground truth",
         y = dp["dp_y"] * h / OFFICIAL_DP_SCALE + y0
         U_all, V_all = dp["dp_U"], dp["dp_V"]
     else:
-        x = x0 + dp["dp_x"] * w / DP_FRAME
-        y = y0 + dp["dp_y"] * h / DP_FRAME
+        x = x0 + dp["dp_x"] * w / FRAME_SIZE
+        y = y0 + dp["dp_y"] * h / FRAME_SIZE
         U_all, V_all = np.clip(dp["dp_U"], 0.0, 1.0), np.clip(dp["dp_V"], 0.0, 1.0)
     if len(I_all):
         vertex = (body.iuv_to_vertex(I_all, U_all, V_all, ties="first") if official

@@ -11,13 +11,12 @@ This is the ``"exact"`` protocol's convention. Under the ``"detectron2"`` protoc
 :mod:`.protocol`) a box map has ``int(w) x int(h)`` cells of one image pixel each, anchored at
 the box corner (cell c covers ``[x0 + c, x0 + c + 1)``), and U, V are truncated to uint8.
 
-Compact format: ``encode_iuv_png`` stores a box IUV as a base64 PNG of the uint8 image
+Compact format (:mod:`densepose_ext.structures.coco_format`): ``encode_iuv_png`` stores a box IUV as a base64 PNG of the uint8 image
 [I, round(255 U), round(255 V)] (RGB order), lossless for I and within 1/(2*255) for U, V
 (lossless for the detectron2 protocol's maps, whose U, V are multiples of 1/255).
 """
 from __future__ import annotations
 
-import base64
 import math
 from typing import List, Sequence, Tuple, Union
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..structures.coco_format import decode_iuv_png, decode_iuv_png_uint8, encode_iuv_png
 from .protocol import check_protocol
 
 __all__ = [
@@ -186,39 +186,3 @@ def paste_iuv_in_image(box_iuvs: Sequence[IUV], boxes_xywh: np.ndarray, scores: 
         V_img[fg] = pasted[..., 2][fg]
         inst[fg] = k
     return I_img, U_img, V_img, inst
-
-
-# ---------------------------------------------------------------------- compact encoding
-def encode_iuv_png(I: np.ndarray, U: np.ndarray, V: np.ndarray) -> str:
-    """Base64 PNG of the uint8 image [I, U*255, V*255] (RGB channel order)."""
-    I = np.asarray(I)
-    if I.ndim != 2 or I.shape != np.shape(U) or I.shape != np.shape(V):
-        raise ValueError(f"I, U, V must be equal-size 2D maps, got {I.shape}, "
-                         f"{np.shape(U)}, {np.shape(V)}")
-    if I.size and (I.min() < 0 or I.max() > 255):
-        raise ValueError("part labels I must lie in [0, 255]")
-    q = [np.round(np.clip(np.asarray(c, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
-         for c in (U, V)]
-    bgr = np.stack([q[1], q[0], I.astype(np.uint8)], axis=-1)  # OpenCV writes BGR
-    ok, buf = cv2.imencode(".png", bgr)
-    if not ok:
-        raise RuntimeError("PNG encoding of an IUV map failed")
-    return base64.b64encode(buf.tobytes()).decode("ascii")
-
-
-def decode_iuv_png(data: str) -> IUV:
-    """Inverse of :func:`encode_iuv_png`: (I uint8, U float32, V float32)."""
-    I, qu, qv = decode_iuv_png_uint8(data)
-    return I, qu.astype(np.float32) / 255.0, qv.astype(np.float32) / 255.0
-
-
-def decode_iuv_png_uint8(data: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The stored uint8 maps (I, 255 U, 255 V) of :func:`encode_iuv_png`'s PNG."""
-    try:
-        raw = np.frombuffer(base64.b64decode(data, validate=True), np.uint8)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"IUV data is not valid base64: {e}") from None
-    bgr = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if bgr is None or bgr.ndim != 3 or bgr.shape[2] != 3:
-        raise ValueError("IUV data is not a 3-channel PNG image")
-    return bgr[..., 2].copy(), bgr[..., 1].copy(), bgr[..., 0].copy()

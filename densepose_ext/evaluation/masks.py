@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..structures.densepose_data import FRAME_SIZE
+from ..structures.coco_format import FRAME_SIZE
 from .iuv import _pixel_span, box_grid_size
 from .protocol import check_protocol
 

@@ -1,17 +1,24 @@
-"""DensePose ground-truth structures and their flip transforms."""
+"""DensePose ground-truth structures, their flip transforms and the DensePose-COCO format."""
 from .annotation_points import num_annotation_points, sample_annotation_points
-from .coco_polygons import mask_to_polygons
+from .coco_format import (
+    FRAME_SIZE,
+    NUM_COARSE_PARTS,
+    NUM_FINE_PARTS,
+    decode_dp_masks,
+    decode_iuv_png,
+    encode_dp_masks,
+    encode_iuv_png,
+    mask_to_polygons,
+    segmentation_to_mask,
+)
 from .densepose_data import (
     DENSE_TARGET_KEY,
     DP_KEYS,
     DP_POINT_KEYS,
-    FRAME_SIZE,
     DenseIUV,
     DensePoseData,
     DensePoseList,
     check_densepose_annotation,
-    decode_dp_masks,
-    encode_dp_masks,
     has_densepose,
 )
 from .transform_data import (
@@ -28,6 +35,8 @@ __all__ = [
     "DP_POINT_KEYS",
     "FINE_PART_HFLIP",
     "FRAME_SIZE",
+    "NUM_COARSE_PARTS",
+    "NUM_FINE_PARTS",
     "DenseIUV",
     "DensePoseData",
     "DensePoseList",
@@ -35,11 +44,14 @@ __all__ = [
     "DensePoseTransformDataError",
     "check_densepose_annotation",
     "decode_dp_masks",
+    "decode_iuv_png",
     "encode_dp_masks",
+    "encode_iuv_png",
     "has_densepose",
     "mask_to_polygons",
     "num_annotation_points",
     "sample_annotation_points",
+    "segmentation_to_mask",
 ]
 
 from .chart_output import DensePoseChartOutput  # noqa: E402

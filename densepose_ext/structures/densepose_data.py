@@ -23,14 +23,13 @@ from fvcore.transforms.transform import (
 )
 from detectron2.data.transforms import ResizeTransform
 
+from .coco_format import (FRAME_SIZE, NUM_COARSE_PARTS, NUM_FINE_PARTS, decode_dp_masks,
+                          decode_iuv_png, encode_iuv_png)
 from .transform_data import DensePoseTransformData
 
 __all__ = [
     "DP_POINT_KEYS",
     "DP_KEYS",
-    "FRAME_SIZE",
-    "NUM_FINE_PARTS",
-    "NUM_COARSE_PARTS",
     "DENSE_TARGET_KEY",
     "DenseIUV",
     "DensePoseData",
@@ -39,14 +38,8 @@ __all__ = [
     "check_rle",
     "compressed_rle_errors",
     "has_densepose",
-    "decode_dp_masks",
-    "encode_dp_masks",
 ]
 
-#: Side of the box frame in which points and coarse masks are given.
-FRAME_SIZE = 256
-NUM_FINE_PARTS = 24
-NUM_COARSE_PARTS = 14
 DP_POINT_KEYS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
 DP_KEYS = DP_POINT_KEYS + ("dp_masks",)
 #: Annotation key naming a dense IUV target PNG (see :class:`DenseIUV`), e.g. written by
@@ -273,52 +266,6 @@ def check_densepose_annotation(ann: dict, pending_rles: Optional[list] = None) -
     return True
 
 
-def encode_dp_masks(coarse: np.ndarray) -> List:
-    """The 14 ``dp_masks`` (COCO RLE with text counts, ``[]`` for an absent part) of a
-    (256,256) coarse label map (0 = background, 1..14); the inverse of
-    :func:`decode_dp_masks`."""
-    from pycocotools import mask as mask_util
-
-    coarse = np.asarray(coarse)
-    if coarse.shape != (FRAME_SIZE, FRAME_SIZE):
-        raise ValueError(f"coarse label map must be {FRAME_SIZE}x{FRAME_SIZE}, got {coarse.shape}")
-    out: List = []
-    for c in range(1, 15):
-        m = coarse == c
-        if not m.any():
-            out.append([])
-            continue
-        rle = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
-        out.append({"size": [int(rle["size"][0]), int(rle["size"][1])],
-                    "counts": rle["counts"].decode("ascii")})
-    return out
-
-
-def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
-    """(256,256) uint8 coarse label map (0 = background, 1..14) from the 14 ``dp_masks``.
-
-    Where masks overlap the LATER part wins (the annotation files do not promise disjoint
-    masks). All masks are decoded in one pycocotools call.
-    """
-    from pycocotools import mask as mask_util
-
-    rles, labels = [], []
-    for k, rle in enumerate(dp_masks):
-        if not isinstance(rle, dict):
-            continue
-        if isinstance(rle["counts"], list):  # uncompressed RLE
-            rle = mask_util.frPyObjects(rle, FRAME_SIZE, FRAME_SIZE)
-        elif isinstance(rle["counts"], str):
-            rle = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-        rles.append(rle)
-        labels.append(k + 1)
-    if not rles:
-        return np.zeros((FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)
-    masks = mask_util.decode(rles)  # (256, 256, n), 0/1
-    # part k+1 where its mask is set, the largest (= latest) label where several are
-    return (masks * np.asarray(labels, dtype=np.uint8)).max(axis=2)
-
-
 class DenseIUV:
     """Dense DensePose labels of one person on a T x T grid spanning its box frame.
 
@@ -331,7 +278,7 @@ class DenseIUV:
         u, v: (T,T) float32 chart coordinates in [0, 1] (0 where i = 0).
 
     Stored as a PNG of the uint8 image [I, round(255 U), round(255 V)], the encoding of
-    :func:`densepose_ext.evaluation.iuv.encode_iuv_png`.
+    :func:`densepose_ext.structures.coco_format.encode_iuv_png`.
     """
 
     def __init__(self, i: torch.Tensor, u: torch.Tensor, v: torch.Tensor):
@@ -399,8 +346,6 @@ class DenseIUV:
     # ----------------------------------------------------------------------------- files
     def to_png_bytes(self) -> bytes:
         """The target as PNG file contents (lossless for I, U/V within 1/510)."""
-        from densepose_ext.evaluation.iuv import encode_iuv_png
-
         return base64.b64decode(
             encode_iuv_png(self.i.cpu().numpy(), self.u.cpu().numpy(), self.v.cpu().numpy())
         )
@@ -408,8 +353,6 @@ class DenseIUV:
     @classmethod
     def from_png_bytes(cls, data: bytes) -> "DenseIUV":
         """Inverse of :meth:`to_png_bytes`; ValueError on anything but a valid square target."""
-        from densepose_ext.evaluation.iuv import decode_iuv_png
-
         I, U, V = decode_iuv_png(base64.b64encode(data).decode("ascii"))
         target = cls(torch.from_numpy(I.astype(np.int64)), torch.from_numpy(U),
                      torch.from_numpy(V))

@@ -13,6 +13,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
+from densepose_ext.body.charts import NUM_PARTS
 from densepose_ext.body.parts import COARSE_FLIP_PERMUTATION, FLIP_PERMUTATION
 
 __all__ = [
@@ -29,7 +30,6 @@ FINE_PART_HFLIP: Tuple[int, ...] = tuple(int(p) for p in FLIP_PERMUTATION)
 COARSE_PART_HFLIP: Tuple[int, ...] = tuple(int(p) for p in COARSE_FLIP_PERMUTATION)
 #: Side of the per-part (U, V) symmetry tables.
 UV_TABLE_SIZE = 256
-_NUM_PARTS = 24
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -40,9 +40,9 @@ class DensePoseTransformDataError(ValueError):
 
 def _check_tables(u_tables: np.ndarray, v_tables: np.ndarray, source: str) -> None:
     for key, t in (("U_transforms", u_tables), ("V_transforms", v_tables)):
-        if t.shape != (_NUM_PARTS, UV_TABLE_SIZE, UV_TABLE_SIZE):
+        if t.shape != (NUM_PARTS, UV_TABLE_SIZE, UV_TABLE_SIZE):
             raise DensePoseTransformDataError(
-                f"{source}: {key} must hold {_NUM_PARTS} tables of "
+                f"{source}: {key} must hold {NUM_PARTS} tables of "
                 f"{UV_TABLE_SIZE}x{UV_TABLE_SIZE}, got array of shape {t.shape}"
             )
         if not np.all(np.isfinite(t)) or t.min() < 0.0 or t.max() > 1.0:
@@ -80,7 +80,7 @@ class DensePoseTransformData:
         }
         self.point_label_symmetries = torch.as_tensor(point_label_symmetries).long().to(device)
         self.mask_label_symmetries = torch.as_tensor(mask_label_symmetries).long().to(device)
-        if self.point_label_symmetries.shape != (_NUM_PARTS + 1,):
+        if self.point_label_symmetries.shape != (NUM_PARTS + 1,):
             raise DensePoseTransformDataError("point_label_symmetries must have 25 entries")
         if self.mask_label_symmetries.shape != (15,):
             raise DensePoseTransformDataError("mask_label_symmetries must have 15 entries")
@@ -138,8 +138,8 @@ class DensePoseTransformData:
         it = torch.as_tensor(np.asarray(i) if as_numpy else i).long().to(self.device)
         ut = torch.as_tensor(np.asarray(u) if as_numpy else u).float().to(self.device)
         vt = torch.as_tensor(np.asarray(v) if as_numpy else v).float().to(self.device)
-        if it.numel() and (it.min() < 0 or it.max() > _NUM_PARTS):
-            raise ValueError(f"part labels must lie in 0..{_NUM_PARTS}")
+        if it.numel() and (it.min() < 0 or it.max() > NUM_PARTS):
+            raise ValueError(f"part labels must lie in 0..{NUM_PARTS}")
         fg = it > 0
         part = (it - 1).clamp(min=0)
         last = UV_TABLE_SIZE - 1

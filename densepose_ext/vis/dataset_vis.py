@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 from detectron2.structures import BoxMode
 
+from ..structures.coco_format import segmentation_to_mask
 from .overlay import draw_iuv, draw_keypoints, draw_mask_outline, draw_points, part_colors
 
 __all__ = [
@@ -29,21 +30,10 @@ def read_rgb(file_name: str) -> np.ndarray:
 
 def annotation_mask(ann: dict, height: int, width: int) -> Optional[np.ndarray]:
     """(H,W) bool mask of an annotation's ``segmentation`` (polygons or RLE), or None."""
-    from pycocotools import mask as mask_util
-
     segm = ann.get("segmentation")
     if not segm:
         return None
-    if isinstance(segm, list):
-        rles = mask_util.frPyObjects([list(map(float, p)) for p in segm], height, width)
-        rle = mask_util.merge(rles)
-    elif isinstance(segm.get("counts"), list):
-        rle = mask_util.frPyObjects(segm, height, width)
-    else:
-        rle = dict(segm)
-        if isinstance(rle["counts"], str):
-            rle["counts"] = rle["counts"].encode("ascii")
-    return mask_util.decode(rle).astype(bool)
+    return segmentation_to_mask(segm, height, width)
 
 
 def dp_points_in_image(ann: dict) -> Tuple[np.ndarray, np.ndarray]:

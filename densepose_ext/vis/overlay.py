@@ -8,6 +8,8 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..body.charts import NUM_PARTS
+
 __all__ = [
     "part_colors",
     "iso_contours",
@@ -17,7 +19,6 @@ __all__ = [
     "draw_keypoints",
 ]
 
-NUM_PARTS = 24
 U_CONTOUR_COLOR = (255, 255, 255)
 V_CONTOUR_COLOR = (20, 20, 20)
 
