@@ -11,7 +11,7 @@ setup:
 
 ## Render the embedded DensePose-COCO splits (cached under $$DETECTRON2_DATASETS, default ./datasets).
 data: setup
-	$(PY) -m densepose_ext.data.prepare --rerender-outdated
+	$(PY) -m synthesis.prepare --rerender-outdated
 
 ## Set everything up, render the embedded data, look at it, then train, evaluate and apply
 ## DensePose R-CNN on it (CPU, about 20 minutes on 2 cores).

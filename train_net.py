@@ -26,7 +26,7 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-import densepose_ext.data  # noqa: F401  (registers the datasets)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.engine import Trainer
 from densepose_ext.engine.mean_teacher import register_teacher
 from densepose_ext.modeling.checkpoint import DensePoseCheckpointer

@@ -205,7 +205,7 @@ def add_densepose_config(cfg: CN) -> CN:
     _C.MODEL.ROI_POSE3D_HEAD = CN()
     # Logits head, a name in ROI_POSE3D_HEAD_REGISTRY.
     _C.MODEL.ROI_POSE3D_HEAD.NAME = "Pose3DClassConvFCHead"
-    # npz of K-means class centres (python -m densepose_ext.modeling.pose3d);
+    # npz of K-means class centres (python tools/build_pose_classes.py);
     # "" = OUTPUT_DIR/pose3d_classes.npz.
     _C.MODEL.ROI_POSE3D_HEAD.CLASSES_FILE = ""
     # Build a missing classes file from DATASETS.TRAIN (K-means with the keys below).

@@ -27,7 +27,7 @@ from densepose_ext.evaluation.pointwise import auc_metrics
 from densepose_ext.structures import DENSE_TARGET_KEY, FRAME_SIZE, DenseIUV, has_densepose
 from densepose_ext.utils import atomic_write
 
-from .datasets import ANNOTATIONS_FILE, read_params
+from densepose_ext.data.interpolated import ANNOTATIONS_FILE, read_params
 
 __all__ = ["TargetErrors", "geodesic_errors", "evaluate_targets", "main"]
 
@@ -144,7 +144,7 @@ def evaluate_targets(dataset_name: str, targets_dir: os.PathLike, body=None,
     """
     from detectron2.data import DatasetCatalog
 
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from densepose_ext.evaluation.evaluator import load_body_for_dataset
 
     targets_dir = Path(targets_dir)

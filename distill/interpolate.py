@@ -16,7 +16,7 @@ DIR (default ``$DENSEPOSE_INTERPOLATED_ROOT/<D>``, i.e. ``datasets/interpolated/
 ``interpolation.json``, ``targets/<annotation id>.png`` and, last, ``annotations.json`` = D's
 json with ``dp_dense_file`` on each annotated person; it is then registered as
 ``<D>_interpolated`` in every process that imports ``densepose_ext.data`` (see
-:mod:`distill.datasets`). Files are written atomically; a rerun skips targets already written
+:mod:`densepose_ext.data.interpolated`). Files are written atomically; a rerun skips targets already written
 and valid, so an interrupted run resumes, and refuses a DIR begun with other settings.
 Training on it: ``DATASETS.TRAIN ("<D>_interpolated",)``; ``INPUT.DENSEPOSE_DENSE_POINTS``
 points per person are drawn from its target at every iteration (see the dataset mapper).
@@ -39,7 +39,7 @@ import torch
 from densepose_ext.structures import FRAME_SIZE, DenseIUV, has_densepose
 from densepose_ext.utils import atomic_write
 
-from .datasets import (
+from densepose_ext.data.interpolated import (
     ANNOTATIONS_FILE,
     INTERPOLATED_SUFFIX,
     PARAMS_FILE,
@@ -429,7 +429,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     if not args.exact and not (args.config_file and args.weights):
         parser.error("a teacher needs both --config-file and --weights")
 
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 
     if args.exact:
         make_targets = ExactTargets(args.size, args.mask_source)
@@ -451,7 +451,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         parser.exit(2, f"error: {e}\n")
     if out_dir.absolute().parent != interpolated_root().absolute():
         summary["note"] = (f"{out_dir} is outside {interpolated_root()}: register it with "
-                           "distill.datasets.register_interpolated(None, DIR)")
+                           "densepose_ext.data.register_interpolated(None, DIR)")
     print(json.dumps(summary, indent=1))
     return summary
 

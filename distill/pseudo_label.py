@@ -24,7 +24,7 @@ name = the dataset or the image folder's name) gets ``pseudo_label.json`` (setti
 ``detections/<image id>.json`` and ``targets/<image id>_<k>.png`` per image, and, once every
 image of every shard is done, ``annotations.json`` (images referenced, not copied). It is then
 registered as ``<name>_pseudo`` in every process that imports ``densepose_ext.data`` (see
-:mod:`distill.pseudo_datasets`). Files are written atomically; a rerun skips finished images;
+:mod:`densepose_ext.data.pseudo_labeled`). Files are written atomically; a rerun skips finished images;
 shards (image k goes to shard k mod n) may run in parallel, in any order, and the last one to
 finish writes the dataset. Deterministic: same inputs, same files.
 """
@@ -48,8 +48,8 @@ from densepose_ext.utils import atomic_write
 
 from .dense_targets import chart_outputs_to_targets, read_valid_target, write_target
 from .interpolate import _progress, _sha256, build_teacher
-from .pseudo_datasets import (ANNOTATIONS_FILE, DETECTIONS_DIR, PARAMS_FILE, PSEUDO_SUFFIX,
-                              TARGETS_DIR, pseudo_root)
+from densepose_ext.data.pseudo_labeled import (ANNOTATIONS_FILE, DETECTIONS_DIR, PARAMS_FILE,
+                                                PSEUDO_SUFFIX, TARGETS_DIR, pseudo_root)
 
 __all__ = [
     "PseudoLabelError",
@@ -443,7 +443,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must lie in [0, {args.num_shards})")
 
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     try:

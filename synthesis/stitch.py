@@ -49,10 +49,12 @@ from scipy.spatial.transform import Rotation
 from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from densepose_ext.body.parts import FINE_TO_COARSE
 from densepose_ext.body.shape import sample_betas
+from densepose_ext.data import datasets_root
 from densepose_ext.structures import FRAME_SIZE, mask_to_polygons
 from densepose_ext.utils import atomic_write
 
 from .annotate import annotation_id, box_frame_masks
+from .embedded_datasets import EMBEDDED_SPLITS, ensure_embedded_split
 from .pose_sources import PoseSource, PosedBodies, QueryPose, SMPLPoser, resolve_pose_source
 from .rasterize import Camera, look_at_rotation
 from .stitch_assign import ASSIGNMENT_RULES, DEFAULT_ASSIGNMENT
@@ -398,8 +400,6 @@ def assemble(out_dir: Path, num_images: int, params: Dict, pool: SourcePool) -> 
 
 def default_sources() -> Tuple[Path, Path]:
     """The embedded training split (rendered first if missing)."""
-    from densepose_ext.data.datasets import EMBEDDED_SPLITS, datasets_root, ensure_embedded_split
-
     split = EMBEDDED_SPLITS["densepose_embedded_train"]
     split_dir = datasets_root() / "densepose_embedded" / split.subdir
     return ensure_embedded_split(split_dir, split), split_dir / "images"

@@ -5,7 +5,7 @@
 keypoints, masks, DensePose points and the extra 3D fields (``joints_3d``, ``keypoints_3d``,
 ``smpl``) reach the dataset dicts unchanged. ``register_all_stitched()`` registers every
 ``$DETECTRON2_DATASETS/stitched/<name>/`` holding an annotations.json as ``stitched_<name>``;
-importing ``densepose_ext.data`` calls it. A directory whose info.json is unreadable is still
+the built-in datasets (:mod:`synthesis.builtin_datasets`) call it. A directory whose info.json is unreadable is still
 registered, with a loader raising the error (a warning is logged), so one bad directory does
 not break other commands.
 """
@@ -15,6 +15,11 @@ import json
 import logging
 from pathlib import Path
 from typing import List, Optional, Union
+
+from detectron2.data import DatasetCatalog
+
+from densepose_ext.data import (datasets_root, densepose_metadata, load_densepose_coco_json,
+                                official_body_metadata, register_dataset, register_failed)
 
 __all__ = ["STITCHED_SUBDIR", "register_stitched", "register_all_stitched"]
 
@@ -47,48 +52,25 @@ def register_stitched(name: str, directory: Union[str, Path], root: Optional[Pat
     An unreadable info.json raises ValueError naming it; with ``strict=False`` (the scan at
     import) the name is registered anyway, a warning logged, and loading it raises the error.
     """
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
-    from densepose_ext.body.official_formats import UV_SYMMETRY
-    from densepose_ext.data.datasets import _common_metadata, datasets_root
-    from densepose_ext.data.densepose_coco import load_densepose_coco_json
-
     directory = Path(directory).absolute()
     json_file, image_root = directory / "annotations.json", directory / "images"
+    location = dict(json_file=str(json_file), image_root=str(image_root))
     try:
-        info, problem = _info(directory), None
+        info = _info(directory)
     except ValueError as e:  # registered anyway: using it raises, other datasets are unaffected
         if strict:
             raise
-        info, problem = {}, e
-        logger.warning("Stitched dataset %s cannot be loaded: %s", name, e)
-    embedded = info.get("body_model", "embedded") == "embedded"
-    data_dir = (Path(root) if root is not None else datasets_root()).absolute() / "densepose_data"
-
-    def load() -> List[dict]:
-        if problem is not None:
-            raise problem
-        return load_densepose_coco_json(json_file, image_root, dataset_name=name)
-
-    DatasetCatalog.register(name, load)
-    MetadataCatalog.get(name).set(
-        json_file=str(json_file),
-        image_root=str(image_root),
-        body_model="embedded" if embedded else "official",
-        densepose_data_dir=None if embedded else str(data_dir),
-        densepose_uv_symmetry_file=None if embedded else str(data_dir / UV_SYMMETRY),
-        stitched_info=info,
-        **_common_metadata(),
-    )
+        register_failed(name, e, **location)
+        return
+    body = dict(body_model="embedded", densepose_data_dir=None, densepose_uv_symmetry_file=None) \
+        if info.get("body_model", "embedded") == "embedded" else official_body_metadata(root)
+    register_dataset(name, lambda: load_densepose_coco_json(json_file, image_root, dataset_name=name),
+                     stitched_info=info, **location, **body, **densepose_metadata())
 
 
 def register_all_stitched(root: Optional[Union[str, Path]] = None) -> List[str]:
     """Register ``<root>/stitched/<name>/`` (root: ``$DETECTRON2_DATASETS``) as ``stitched_<name>``
     for every directory with an annotations.json; returns the names registered now."""
-    from detectron2.data import DatasetCatalog
-
-    from densepose_ext.data.datasets import datasets_root
-
     root = Path(root) if root is not None else datasets_root()
     base = root / STITCHED_SUBDIR
     try:

@@ -6,7 +6,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.data import transforms as T
 from detectron2.utils.events import EventStorage
 
-import densepose_ext.data  # noqa: F401  (registers the embedded datasets)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.data import DensePoseDatasetMapper
 from densepose_ext.modeling import LOSS_NAMES, stage1_output_channels
 from test_heads import tiny_cfg, tiny_model

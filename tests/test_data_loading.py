@@ -13,7 +13,7 @@ from detectron2.structures import BoxMode
 from pycocotools import mask as mask_util
 
 from densepose_ext.data import DensePoseDatasetError, load_densepose_coco_json
-from densepose_ext.data.datasets import EMBEDDED_SPLITS
+from synthesis.embedded_datasets import EMBEDDED_SPLITS
 
 TOY_H, TOY_W = 64, 80
 # Toy world: a person box is split into a left half (part 3) and a right half (part 4);
@@ -221,7 +221,7 @@ def test_missing_keypoints_on_some_annotations(toy):
 def test_registered_names_and_metadata():
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    import densepose_ext.data  # noqa: F401
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 
     names = set(DatasetCatalog.list())
     assert set(EMBEDDED_SPLITS) <= names
@@ -234,7 +234,7 @@ def test_registered_names_and_metadata():
 def test_real_coco_registered_only_when_present(tmp_path):
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from densepose_ext.data.datasets import register_densepose_coco
+    from densepose_ext.data import register_densepose_coco
 
     assert not register_densepose_coco(
         "densepose_test_absent", "coco/val2014", "coco/annotations/x.json", tmp_path)
@@ -255,7 +255,7 @@ def test_embedded_split_loads_existing_files(tmp_path):
     """An embedded split whose files exist is loaded as is (no rendering)."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from densepose_ext.data.datasets import EmbeddedSplit, register_embedded_split
+    from synthesis.embedded_datasets import EmbeddedSplit, register_embedded_split
 
     write_toy_dataset(tmp_path / "densepose_embedded" / "toy")
     name = "densepose_test_embedded_toy"
@@ -286,7 +286,7 @@ def test_embedded_split_renders_on_first_use(tmp_path):
     pytest.importorskip("synthesis.render")
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from densepose_ext.data.datasets import EmbeddedSplit, register_embedded_split
+    from synthesis.embedded_datasets import EmbeddedSplit, register_embedded_split
 
     name = "densepose_test_embedded_render"
     split = EmbeddedSplit("tiny", num_images=2, seed=7, width=64, height=64, max_people=2)
@@ -299,7 +299,7 @@ def test_embedded_split_renders_on_first_use(tmp_path):
         assert (split_dir / "annotations.json").is_file()
 
         # A split left by another renderer version is refused, or re-rendered on request.
-        from densepose_ext.data.datasets import ensure_embedded_split
+        from synthesis.embedded_datasets import ensure_embedded_split
 
         params = split_dir / ".parts" / "params.json"
         params.write_text(params.read_text().replace('"renderer_version":"', '"renderer_version":"old'))

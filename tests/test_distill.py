@@ -13,13 +13,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.utils.events import EventStorage
 
-import densepose_ext.data  # noqa: F401  (registers the datasets)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 import densepose_ext.modeling  # noqa: F401  (registers the ROI heads)
 from densepose_ext.data import DensePoseDatasetError, DensePoseDatasetMapper
 from densepose_ext.data.densepose_coco import load_densepose_coco_json
 from densepose_ext.structures import DENSE_TARGET_KEY, DenseIUV, DensePoseData, decode_dp_masks
 from distill import interpolate
-from distill.datasets import (
+from densepose_ext.data.interpolated import (
     InterpolatedDatasetError,
     read_params,
     register_all_interpolated,
@@ -178,7 +178,7 @@ def test_interpolated_dataset_registers_in_a_fresh_process(exact_run):
     the source's images and metadata and the dense field on every annotated person."""
     out, _ = exact_run
     code = (
-        "import json, densepose_ext.data\n"
+        "import json, synthesis.builtin_datasets\n"
         "from detectron2.data import DatasetCatalog, MetadataCatalog\n"
         f"recs = DatasetCatalog.get('{MINI}_interpolated')\n"
         f"m = MetadataCatalog.get('{MINI}_interpolated')\n"

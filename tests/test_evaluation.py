@@ -316,7 +316,7 @@ def _perfect_outputs(record):
 def test_evaluator_end_to_end_on_embedded_mini(body, tmp_path):
     from detectron2.data import DatasetCatalog
 
-    import densepose_ext.data  # noqa: F401  (registers the embedded splits)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from densepose_ext.evaluation import DensePoseEvaluator
 
     dicts = DatasetCatalog.get("densepose_embedded_mini")

@@ -17,7 +17,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 from torch.nn import functional as F
 
-import densepose_ext.data  # noqa: F401  (registers the datasets)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.config import add_densepose_config
 from densepose_ext.data import DensePoseDatasetMapper, PersonCropMapper, person_crop_dataset
 from densepose_ext.modeling.fcn import (  # importing registers DensePoseFCN

@@ -11,9 +11,9 @@ from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 from torch import nn
 
-import densepose_ext.data  # noqa: F401  (registers the datasets)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.data import DensePoseDatasetMapper
-from densepose_ext.data.datasets import without_annotations
+from densepose_ext.data import without_annotations
 from densepose_ext.modeling.consistency import (box_consistency, densepose_consistency,
                                                 ema_decay, ema_update, keypoint_consistency,
                                                 mask_consistency, sigmoid_rampup)

@@ -7,9 +7,9 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
 
-import densepose_ext.data  # noqa: F401  (registers the datasets)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.config import setup_densepose_cfg
-from densepose_ext.data import EMBEDDED_SPLITS
+from synthesis.embedded_datasets import EMBEDDED_SPLITS
 from densepose_ext.model_zoo import (
     MODEL_ZOO,
     PREFIX,
@@ -55,7 +55,7 @@ def test_pretraining_split_is_disjoint_and_has_no_densepose_labels():
     assert split.seed not in {s.seed for s in others}
     assert split.subdir not in {s.subdir for s in others}
     assert not split.densepose_labels and all(s.densepose_labels for s in others)
-    from densepose_ext.data.datasets import without_densepose
+    from densepose_ext.data import without_densepose
 
     record = DatasetCatalog.get("densepose_embedded_mini")[0]
     stripped = without_densepose(record)

@@ -20,16 +20,9 @@ from densepose_ext.body.pose import JOINT_NAMES
 from densepose_ext.config import add_densepose_config
 from densepose_ext.data import DensePoseDatasetError, DensePoseDatasetMapper
 from densepose_ext.evaluation.pose3d import evaluate_pose3d, greedy_match
-from densepose_ext.modeling.pose3d import (
-    PoseClasses,
-    body_scale,
-    build_pose_classes,
-    kmeans,
-    load_or_build_pose_classes,
-    mirror_poses,
-    normalize_poses,
-)
-from densepose_ext.modeling.pose3d.classes import main as classes_main
+from densepose_ext.modeling.pose3d import load_or_build_pose_classes
+from densepose_ext.pose3d import (PoseClasses, body_scale, build_pose_classes, kmeans, mirror_poses,
+                                  normalize_poses)
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "datasets" / "densepose_embedded" / "mini"
@@ -48,7 +41,13 @@ def mini_poses(mini_json):
 
 
 @pytest.fixture(scope="module")
-def classes_file(tmp_path_factory):
+def classes_main(tool_script):
+    """``python tools/build_pose_classes.py``'s main."""
+    return tool_script("build_pose_classes").main
+
+
+@pytest.fixture(scope="module")
+def classes_file(tmp_path_factory, classes_main):
     out = tmp_path_factory.mktemp("classes") / f"mini_K{K}.npz"
     classes_main(["--dataset", "densepose_embedded_mini", "--k", str(K), "--out", str(out)])
     return out
@@ -123,7 +122,7 @@ def test_normalisation_ignores_translation_and_size(mini_poses):
     assert torch.allclose(body_scale(m), body_scale(poses))
 
 
-def test_classes_file_round_trip_and_checks(classes_file, mini_poses, tmp_path):
+def test_classes_file_round_trip_and_checks(classes_file, classes_main, mini_poses, tmp_path):
     classes = PoseClasses.load(classes_file)
     assert classes.num_classes == K and classes.centres.shape == (K, 24, 3)
     p = classes.provenance
@@ -156,7 +155,7 @@ def test_classes_file_round_trip_and_checks(classes_file, mini_poses, tmp_path):
     # config checks: K must match; a missing file is refused when building is off
     with pytest.raises(ValueError, match="NUM_CLASSES"):
         load_or_build_pose_classes(tiny_cfg(classes_file, "MODEL.ROI_POSE3D_HEAD.NUM_CLASSES", 9))
-    with pytest.raises(FileNotFoundError, match="-m densepose_ext.modeling.pose3d --dataset"):
+    with pytest.raises(FileNotFoundError, match="tools/build_pose_classes.py --dataset"):
         load_or_build_pose_classes(tiny_cfg(
             tmp_path / "absent.npz", "MODEL.ROI_POSE3D_HEAD.BUILD_CLASSES_IF_MISSING", False))
     bad = tmp_path / "bad.npz"

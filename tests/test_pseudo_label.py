@@ -9,12 +9,13 @@ import torch
 from detectron2.data import DatasetCatalog
 from detectron2.utils.events import EventStorage
 
-import densepose_ext.data  # noqa: F401  (registers the datasets)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.data import DensePoseDatasetMapper
-from densepose_ext.data.datasets import EMBEDDED_SPLITS, without_annotations
+from densepose_ext.data import without_annotations
+from synthesis.embedded_datasets import EMBEDDED_SPLITS
 from densepose_ext.structures import DenseIUV, check_densepose_annotation, decode_dp_masks
 from distill import pseudo_label
-from distill.pseudo_datasets import (PseudoDatasetError, register_all_pseudo_labeled,
+from densepose_ext.data.pseudo_labeled import (PseudoDatasetError, register_all_pseudo_labeled,
                                      register_pseudo_labeled)
 from distill.pseudo_label import (detection_to_annotation, persons_per_image,
                                   select_score_threshold)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from detectron2.config import get_cfg
 
-from densepose_ext.data.datasets import EMBEDDED_SPLITS
+from synthesis.embedded_datasets import EMBEDDED_SPLITS
 from densepose_ext.engine.recipe import seed_dir
 from densepose_ext.engine.seed_stats import NOT_RESOLVED, OPPOSITE, REPRODUCED
 from synthesis.pose_sources import (SAME_POSE_DEG, TEST_MOTIONS, TRAIN_MOTIONS, pose_distance_deg,
@@ -66,8 +66,8 @@ def _fake_runs(recipe, monkeypatch, detected):
             out = Path(cmd[cmd.index("--out") + 1])
             out.mkdir(parents=True)
             (out / "annotations.json").write_text(json.dumps({"images": [{}] * 3, "annotations": [{}] * 2}))
-        elif "densepose_ext.modeling.pose3d" in cmd:
-            from densepose_ext.modeling.pose3d import build_pose_classes
+        elif "tools/build_pose_classes.py" in cmd:
+            from densepose_ext.pose3d import build_pose_classes
 
             poses = np.random.default_rng(0).normal(0, 0.3, (40, 24, 3))
             build_pose_classes(poses, 4).save(cmd[cmd.index("--out") + 1])
@@ -188,7 +188,7 @@ def test_results_compare_rows_on_the_persons_all_detect(tmp_path, project_recipe
                             "images": 1200, "persons": 1200,
                             "dataset": f"stitched_mocap_motions_train_{a}"}
                         for a in recipe.ASSIGNMENTS},
-             "classes": {"command": ["python", "-m", "densepose_ext.modeling.pose3d"], "k": 100,
+             "classes": {"command": ["python", "tools/build_pose_classes.py"], "k": 100,
                          "num_poses": 3000, "file": "out/pose3d_classes_K100.npz", "digest": "ab" * 32,
                          "quantisation_mpjpe_mm": 90.0, "mean_pose_mpjpe_mm": 250.0},
              "sheets": {a: f"stitched_contact_sheet_{a}.png" for a in recipe.ASSIGNMENTS}}

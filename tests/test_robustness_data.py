@@ -327,7 +327,7 @@ def test_corrupt_stitched_info_registers_and_fails_on_use(mini, tmp_path, conten
 def test_corrupt_interpolation_json_registers_and_fails_on_use(tmp_path, content):
     from detectron2.data import DatasetCatalog
 
-    from distill.datasets import InterpolatedDatasetError, register_all_interpolated
+    from densepose_ext.data import InterpolatedDatasetError, register_all_interpolated
 
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "interpolation.json").write_text(content)
@@ -340,12 +340,11 @@ def test_corrupt_interpolation_json_registers_and_fails_on_use(tmp_path, content
 
 
 def test_import_time_registration_survives_every_broken_generated_dataset(tmp_path):
-    """register_all + register_all_stitched (what importing densepose_ext.data runs) over a
+    """The built-in registration (what importing synthesis.builtin_datasets runs) over a
     datasets root whose generated datasets are all broken: no exception, names registered."""
     from detectron2.data import DatasetCatalog
 
-    from densepose_ext.data.datasets import register_all
-    from synthesis.stitched_datasets import register_all_stitched
+    from synthesis.builtin_datasets import register_builtin_datasets
 
     for sub, params in (("stitched/s1", "info.json"), ("interpolated/i1", "interpolation.json"),
                         ("pseudo_labeled/p1", "pseudo_label.json")):
@@ -354,8 +353,7 @@ def test_import_time_registration_survives_every_broken_generated_dataset(tmp_pa
     (tmp_path / "stitched" / "s1" / "annotations.json").write_text("{}")
     names = ["stitched_s1", "i1_interpolated", "p1_pseudo"]
     try:
-        register_all(tmp_path)
-        register_all_stitched(tmp_path)
+        register_builtin_datasets(tmp_path)
         assert set(names) <= set(DatasetCatalog.list())
         for name in names:
             with pytest.raises(ValueError):

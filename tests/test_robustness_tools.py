@@ -205,7 +205,7 @@ def test_render_rerun_with_fewer_images_is_refused(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("module", ["distill.interpolate", "distill.pseudo_label",
-                                    "densepose_ext.data.prepare"])
+                                    "synthesis.prepare"])
 def test_module_clis_reject_bad_arguments_without_traceback(module):
     proc = _cli(["-m", module, "--no-such-option"])
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -35,7 +35,7 @@ NUM = 5
 
 @pytest.fixture(scope="module")
 def mini():
-    import densepose_ext.data  # noqa: F401  registers (and if needed renders) the mini split
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 
     DatasetCatalog.get("densepose_embedded_mini")
     meta = MetadataCatalog.get("densepose_embedded_mini")

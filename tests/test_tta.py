@@ -55,7 +55,7 @@ def _tta_model(flip: bool, **overrides):
             "MODEL.ROI_MASK_HEAD.CONV_DIM": 16, "TEST.AUG.MIN_SIZES": (128,),
             "TEST.AUG.MAX_SIZE": 128, "TEST.AUG.FLIP": flip,
             "DATASETS.TEST": ("densepose_embedded_mini",), **overrides}
-    import densepose_ext.data  # noqa: F401  (the keypoint flip map comes from the dataset)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from test_heads import tiny_cfg
 
     model = tiny_model(**opts).eval()

@@ -166,7 +166,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from densepose_ext.config import setup_densepose_cfg
 
     cfg = setup_densepose_cfg(args.config_file, args.opts)

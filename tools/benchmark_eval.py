@@ -43,7 +43,7 @@ def _worker(args) -> dict:
     from pycocotools.coco import COCO
 
     import densepose_ext
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from densepose_ext.evaluation import evaluate_densepose_results
     from densepose_ext.evaluation.evaluator import load_body_for_dataset
 

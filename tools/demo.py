@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
 
     from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: F401
 
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 
     val = sorted(Path(MetadataCatalog.get("densepose_embedded_val").image_root).glob("*.jpg"))
     run([sys.executable, REPO / "tools" / "apply_net.py", "--config-file", args.config_file,

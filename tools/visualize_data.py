@@ -99,7 +99,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
+    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from densepose_ext.data import load_densepose_coco_json
     from densepose_ext.vis import draw_dataset_dict, make_grid
 

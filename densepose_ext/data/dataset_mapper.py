@@ -14,7 +14,7 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 
 from densepose_ext.body.official_formats import UV_SYMMETRY
-from densepose_ext.modeling.pose3d.joints import NUM_JOINTS, joints_from_annotation, mirror_poses
+from densepose_ext.pose3d import NUM_JOINTS, joints_from_annotation, mirror_poses
 from densepose_ext.structures import (
     DENSE_TARGET_KEY,
     DenseIUV,

@@ -37,8 +37,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import BoxMode
 from detectron2.utils.logger import create_small_table
 
-from densepose_ext.modeling.pose3d.classes import PoseClasses
-from densepose_ext.modeling.pose3d.joints import NUM_JOINTS, body_scale, joints_from_annotation
+from densepose_ext.pose3d import NUM_JOINTS, PoseClasses, body_scale, joints_from_annotation
 
 from ..utils import atomic_write
 from .evaluator import gather_on_main

@@ -22,7 +22,7 @@ from .densepose_head import (
 from .fcn import DensePoseFCN
 from .inference import densepose_inference
 from .losses import LOSS_GRIDS, LOSS_NAMES, DensePoseChartLoss
-from .pose3d import Pose3DClassROIHeads, PoseClasses
+from .pose3d import Pose3DClassROIHeads
 from .predictor import DensePoseChartPredictor
 from .roi_heads import DensePoseROIHeads, densepose_proposal_mask, select_densepose_proposals
 from .unsupported import UnsupportedConfigError, check_supported_config
@@ -45,7 +45,6 @@ __all__ = [
     "DensePoseROIHeads",
     "DensePoseV1ConvXHead",
     "Pose3DClassROIHeads",
-    "PoseClasses",
     "UnsupportedConfigError",
     "build_densepose_decoder",
     "build_densepose_head",

@@ -181,7 +181,7 @@ class Recipe:
         """The unlabelled split's true labels as a label directory (the upper-bound row)."""
         from detectron2.data import MetadataCatalog
 
-        import densepose_ext.data  # noqa: F401  (registers the datasets)
+        import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 
         out_dir = self.pseudo_root("oracle") / self.unlabeled
         meta = MetadataCatalog.get(self.unlabeled)

@@ -16,7 +16,7 @@ Do MoCap-guided stitched images help a 3D-pose classifier on MoCap poses of acti
    (distance to the query skeleton) and ``match`` (weighed by each source's match quality);
    pieces come from the rendered training split. A contact sheet of each shows the same images.
 3. One class set: K-means (``--k`` classes) over the 3D poses of the rendered training split
-   and their mirror images, built once (``python -m densepose_ext.modeling.pose3d``) and given
+   and their mirror images, built once (``python tools/build_pose_classes.py``) and given
    to every row (``MODEL.ROI_POSE3D_HEAD.CLASSES_FILE``), so rows differ only in their training
    images. The same file holds the mean training pose (the mean-pose baseline).
 4. Train the classifier (``configs/embedded/pose3d_class_R_18_GN_FPN.yaml``, which starts from
@@ -116,7 +116,7 @@ def _names(names) -> str:
 
 def check_held_out(poses: str) -> None:
     """Refuse stitching queries that share a motion or a frame with the MoCap test split."""
-    from densepose_ext.data.datasets import EMBEDDED_SPLITS
+    from synthesis.embedded_datasets import EMBEDDED_SPLITS
 
     test_spec = EMBEDDED_SPLITS[MOCAP_TEST].poses
     test, query = resolve_pose_source(test_spec), resolve_pose_source(poses)
@@ -137,7 +137,7 @@ class Recipe:
     """Runs the steps in order, each once, and keeps what they measured."""
 
     def __init__(self, args):
-        from densepose_ext.data.datasets import datasets_root
+        from densepose_ext.data import datasets_root
 
         self.args = args
         self.out = Path(args.out)
@@ -155,7 +155,7 @@ class Recipe:
                  ("prepare_mocap_test.json", ["--splits", "mocap_test", "--rerender-outdated"]))
         records = []
         for name, opts in steps:
-            command = [sys.executable, "-m", "densepose_ext.data.prepare", *opts]
+            command = [sys.executable, "-m", "synthesis.prepare", *opts]
             records.append(recorded_step(self.out / name, command, lambda c=command: {
                 "minutes": round(run_command(c, REPO), 2)}))
         return records
@@ -163,7 +163,8 @@ class Recipe:
     def stitch(self, assignment: str, keep_images: bool = False) -> dict:
         """The stitched training images of one assignment rule (pieces from the renders);
         ``keep_images``: a pending step reads them (stitched again when they are gone)."""
-        from densepose_ext.data.datasets import EMBEDDED_SPLITS, datasets_root
+        from densepose_ext.data import datasets_root
+        from synthesis.embedded_datasets import EMBEDDED_SPLITS
 
         split_dir = datasets_root() / "densepose_embedded" / EMBEDDED_SPLITS[RENDERS].subdir
         out_dir = self.stitched_root / stitched_name(self.args.poses, assignment)
@@ -186,9 +187,9 @@ class Recipe:
     def classes(self, keep_file: bool = False) -> dict:
         """The one K-means class set of every row, from the rendered training split's poses;
         ``keep_file``: a pending step reads it (built again when it is gone)."""
-        from densepose_ext.modeling.pose3d import PoseClasses
+        from densepose_ext.pose3d import PoseClasses
 
-        command = [sys.executable, "-m", "densepose_ext.modeling.pose3d", "--dataset", RENDERS,
+        command = [sys.executable, "tools/build_pose_classes.py", "--dataset", RENDERS,
                    "--k", str(self.args.k), "--out", str(self.classes_file)]
 
         def run() -> dict:

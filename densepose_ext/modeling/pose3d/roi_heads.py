@@ -21,8 +21,10 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 from torch.nn import functional as F
 
+from densepose_ext.pose3d import PoseClasses
+
 from ..roi_heads import DensePoseROIHeads
-from .classes import PoseClasses, load_or_build_pose_classes
+from .class_sets import load_or_build_pose_classes
 from .head import build_pose3d_head
 
 __all__ = ["Pose3DClassROIHeads", "PoseClassCodebook", "pose3d_proposal_mask"]

@@ -1,6 +1,6 @@
 """Render the embedded DensePose-COCO splits (if missing) and print a summary of each.
 
-    python -m densepose_ext.data.prepare [--splits train val] [--workers 2]
+    python -m synthesis.prepare [--splits train val] [--workers 2]
 
 Splits land under ``$DETECTRON2_DATASETS/densepose_embedded/<split>/``; an interrupted run
 resumes, and a split already on disk is only summarised.
@@ -11,7 +11,9 @@ import logging
 import os
 from pathlib import Path
 
-from .datasets import EMBEDDED_SPLITS, datasets_root, ensure_embedded_split
+from densepose_ext.data import datasets_root
+
+from .embedded_datasets import EMBEDDED_SPLITS, ensure_embedded_split
 
 
 def summarize(json_file: Path) -> dict:

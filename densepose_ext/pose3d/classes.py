@@ -8,22 +8,15 @@ included (``mirror``) when training flips images, so every class has its mirror 
 file also keeps the mean of the same normalised training poses: the "mean pose" baseline
 predicts it for every person.
 
-Command line (builds the classes of registered datasets; ``-m
-densepose_ext.modeling.pose3d.classes`` runs the same code)::
-
-    python -m densepose_ext.modeling.pose3d --dataset densepose_embedded_train \\
-        --k 100 --out output/pose3d_classes_K100.npz
+Building the classes of registered datasets (or of a config's training sets) is
+:mod:`densepose_ext.modeling.pose3d.class_sets`.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -36,28 +29,16 @@ from .joints import (
     ROOT_JOINT,
     body_scale,
     canonical_poses,
-    joints_from_annotation,
     mirror_poses,
     normalize_poses,
 )
 from .kmeans import assign_to_centres, kmeans
 
-__all__ = [
-    "CLASSES_FORMAT_VERSION",
-    "PoseClasses",
-    "build_pose_classes",
-    "classes_file_for_cfg",
-    "dataset_poses",
-    "load_or_build_pose_classes",
-    "main",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["CLASSES_FORMAT_VERSION", "PoseClasses", "build_pose_classes"]
 
 CLASSES_FORMAT_VERSION = 1
 SCALE_MEASURE = "mean_bone_length"
 #: provenance entries that must agree for an existing file to stand for a requested build
-_BUILD_KEYS = ("datasets", "k", "seed", "mirror", "align_yaw", "max_iter")
 
 
 @dataclass
@@ -199,129 +180,3 @@ def build_pose_classes(poses: np.ndarray, k: int, seed: int = 0, mirror: bool = 
 
 def _min_max(x: torch.Tensor) -> Tuple[int, int]:
     return int(x.min()), int(x.max())
-
-
-def dataset_poses(dataset_names: Sequence[str]) -> Tuple[np.ndarray, Dict[str, int]]:
-    """Camera-frame poses (N, 24, 3) of every non-crowd person with ``joints_3d`` in the
-    registered datasets, and per-dataset counts (persons without 3D joints are counted)."""
-    from detectron2.data import DatasetCatalog
-
-    import densepose_ext.data  # noqa: F401  (registers the datasets)
-
-    poses: List[np.ndarray] = []
-    counts: Dict[str, int] = {}
-    for name in dataset_names:
-        found = missing = 0
-        for record in DatasetCatalog.get(name):
-            for ann in record.get("annotations", []):
-                if ann.get("iscrowd", 0):
-                    continue
-                try:
-                    joints = joints_from_annotation(ann)
-                except ValueError as e:
-                    raise ValueError(
-                        f"dataset {name}: {record.get('file_name', '?')} (image id="
-                        f"{record.get('image_id', '?')}) annotation id={ann.get('id', '?')}: {e}"
-                    ) from None
-                if joints is None:
-                    missing += 1
-                else:
-                    poses.append(joints)
-                    found += 1
-        if missing:
-            logger.info("dataset %s: %d persons without 3D joints are not used for pose classes",
-                        name, missing)
-        counts[name] = found
-    if not poses:
-        raise ValueError(f"datasets {list(dataset_names)} hold no person with 3D joints "
-                         "('joints_3d'): pose classes cannot be built")
-    return np.stack(poses), counts
-
-
-def _build_from_datasets(datasets: Sequence[str], k: int, seed: int, mirror: bool,
-                         align_yaw: bool, max_iter: int) -> PoseClasses:
-    poses, counts = dataset_poses(datasets)
-    logger.info("Building %d pose classes from %d poses of %s (mirror=%s, align_yaw=%s)",
-                k, len(poses), ", ".join(datasets), mirror, align_yaw)
-    return build_pose_classes(poses, k, seed=seed, mirror=mirror, align_yaw=align_yaw,
-                              max_iter=max_iter,
-                              provenance={"datasets": list(datasets), "dataset_poses": counts})
-
-
-def classes_file_for_cfg(cfg) -> str:
-    """MODEL.ROI_POSE3D_HEAD.CLASSES_FILE, or OUTPUT_DIR/pose3d_classes.npz when it is empty."""
-    path = cfg.MODEL.ROI_POSE3D_HEAD.CLASSES_FILE
-    return path if path else os.path.join(cfg.OUTPUT_DIR, "pose3d_classes.npz")
-
-
-def load_or_build_pose_classes(cfg) -> PoseClasses:
-    """The pose classes a config names, built from DATASETS.TRAIN first if the file is missing
-    and BUILD_CLASSES_IF_MISSING (deterministic: K-means seed and inputs come from the config).
-
-    The file must have NUM_CLASSES classes and the config's ALIGN_YAW, else a clear error.
-    """
-    from detectron2.utils import comm
-
-    head = cfg.MODEL.ROI_POSE3D_HEAD
-    path = classes_file_for_cfg(cfg)
-    if not os.path.isfile(path):
-        if not head.BUILD_CLASSES_IF_MISSING:
-            raise FileNotFoundError(
-                f"{path}: pose class file not found; build it with `python -m "
-                f"densepose_ext.modeling.pose3d --dataset D --k {head.NUM_CLASSES} "
-                f"--out {path}` or set MODEL.ROI_POSE3D_HEAD.BUILD_CLASSES_IF_MISSING True")
-        if comm.is_main_process():
-            mirror = cfg.INPUT.RANDOM_FLIP == "horizontal"  # the flips training applies
-            classes = _build_from_datasets(list(cfg.DATASETS.TRAIN), head.NUM_CLASSES,
-                                           head.KMEANS_SEED, mirror, head.ALIGN_YAW,
-                                           head.KMEANS_MAX_ITER)
-            classes.save(path)
-            logger.info("Pose classes written to %s", path)
-        comm.synchronize()
-    classes = PoseClasses.load(path)
-    if classes.num_classes != head.NUM_CLASSES:
-        raise ValueError(f"{path}: {classes.num_classes} pose classes, but "
-                         f"MODEL.ROI_POSE3D_HEAD.NUM_CLASSES is {head.NUM_CLASSES}")
-    if classes.align_yaw != bool(head.ALIGN_YAW):
-        raise ValueError(f"{path}: classes built with align_yaw={classes.align_yaw}, but "
-                         f"MODEL.ROI_POSE3D_HEAD.ALIGN_YAW is {head.ALIGN_YAW}")
-    return classes
-
-
-def main(argv: Optional[Sequence[str]] = None) -> PoseClasses:
-    parser = argparse.ArgumentParser(
-        description="K-means 3D-pose classes of registered datasets, written as an npz.")
-    parser.add_argument("--dataset", action="append", required=True,
-                        help="registered dataset name (repeat for several)")
-    parser.add_argument("--k", type=int, required=True, help="number of classes K")
-    parser.add_argument("--out", required=True, help="output .npz")
-    parser.add_argument("--seed", type=int, default=0, help="k-means++ seed")
-    parser.add_argument("--max-iter", type=int, default=100, help="Lloyd iterations at most")
-    parser.add_argument("--no-mirror", action="store_true",
-                        help="leave out the mirror images of the poses (training without flips)")
-    parser.add_argument("--align-yaw", action="store_true",
-                        help="remove the rotation about the vertical axis (classes ignore "
-                             "viewpoint)")
-    parser.add_argument("--force", action="store_true", help="rebuild even if --out matches")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    wanted = dict(datasets=list(args.dataset), k=args.k, seed=args.seed,
-                  mirror=not args.no_mirror, align_yaw=args.align_yaw, max_iter=args.max_iter)
-    if Path(args.out).is_file() and not args.force:
-        existing = PoseClasses.load(args.out)
-        if existing.mean_pose is not None and all(
-                existing.provenance.get(key) == wanted[key] for key in _BUILD_KEYS):
-            print(f"{args.out}: up to date ({existing.num_classes} classes); --force rebuilds")
-            return existing
-    classes = _build_from_datasets(args.dataset, args.k, args.seed, not args.no_mirror,
-                                   args.align_yaw, args.max_iter)
-    classes.save(args.out)
-    p = classes.provenance
-    print(json.dumps({"out": str(args.out), **{k: p[k] for k in (
-        "k", "num_poses", "num_points", "iterations", "converged", "nominal_scale_m",
-        "quantisation_mpjpe_mm", "mean_pose_mpjpe_mm", "class_sizes_min_max")}}, indent=2))
-    return classes
-
-
-if __name__ == "__main__":
-    main()

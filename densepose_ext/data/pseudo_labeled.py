@@ -8,7 +8,8 @@ A pseudo-label directory DIR (written by ``python -m distill.pseudo_label``) hol
     targets/<id>_<k>.png     the dense IUV of detection k over its box
     annotations.json         DensePose-COCO json of the kept persons (images referenced)
 
-Importing ``densepose_ext.data`` registers every DIR directly under the pseudo-label root,
+The built-in datasets (:mod:`synthesis.builtin_datasets`) register every DIR directly under
+the pseudo-label root,
 ``$DENSEPOSE_PSEUDO_ROOT`` (default ``$DETECTRON2_DATASETS/pseudo_labeled``), as
 ``<DIR name>_pseudo``; the labeller writes to ``<root>/<dataset or folder name>`` by default,
 so ``DATASETS.TRAIN ("densepose_embedded_train", "densepose_embedded_unlabeled_pseudo")`` works
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .catalog import LOCATION_KEYS, datasets_root, register_dataset, register_failed
+from .densepose_coco import load_densepose_coco_json
 
 __all__ = [
     "PSEUDO_SUFFIX",
@@ -45,22 +49,18 @@ PARAMS_FILE = "pseudo_label.json"
 ANNOTATIONS_FILE = "annotations.json"
 DETECTIONS_DIR = "detections"
 TARGETS_DIR = "targets"
-#: metadata keys that say where a dataset's files are, not what the data is
-_LOCATION_KEYS = ("name", "json_file", "image_root", "embedded_split")
 
 
 class PseudoDatasetError(ValueError):
     """A pseudo-label directory is incomplete or unreadable (the message names it)."""
 
 
-def pseudo_root(datasets_root: Optional[Union[str, os.PathLike]] = None) -> Path:
+def pseudo_root(root: Optional[Union[str, os.PathLike]] = None) -> Path:
     """``$DENSEPOSE_PSEUDO_ROOT``, else ``<datasets root>/pseudo_labeled``."""
     env = os.environ.get("DENSEPOSE_PSEUDO_ROOT")
     if env:
         return Path(env)
-    if datasets_root is None:
-        datasets_root = os.environ.get("DETECTRON2_DATASETS", "datasets")
-    return Path(datasets_root) / "pseudo_labeled"
+    return Path(root if root is not None else datasets_root()) / "pseudo_labeled"
 
 
 def read_pseudo_params(out_dir: Union[str, os.PathLike]) -> dict:
@@ -91,35 +91,21 @@ def register_pseudo_labeled(name: Optional[str], out_dir: Union[str, os.PathLike
     """
     out_dir = Path(out_dir).absolute()
     name = name or out_dir.name + PSEUDO_SUFFIX
-    meta = {}
     try:
         params = read_pseudo_params(out_dir)
     except PseudoDatasetError as e:
-        params, problem = None, e
-        logger.warning("Pseudo-labelled dataset %s cannot be loaded: %s", name, e)
-    else:
-        problem = None
-        source = params.get("metadata_dataset")
-        if source and source in DatasetCatalog.list():
-            meta = {k: v for k, v in MetadataCatalog.get(source).as_dict().items()
-                    if k not in _LOCATION_KEYS}
-
-    def load() -> List[dict]:
-        from densepose_ext.data.densepose_coco import load_densepose_coco_json
-
-        if problem is not None:
-            raise problem
-        return load_densepose_coco_json(out_dir / ANNOTATIONS_FILE, params["image_root"],
-                                        dataset_name=name)
-
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, load)
-    MetadataCatalog.get(name).set(json_file=str(out_dir / ANNOTATIONS_FILE),
-                                  image_root=params["image_root"] if params else "",
-                                  pseudo_label_dir=str(out_dir), **meta)
-    return name
+        return register_failed(name, e, json_file=str(out_dir / ANNOTATIONS_FILE),
+                               image_root="", pseudo_label_dir=str(out_dir))
+    meta = {}
+    source = params.get("metadata_dataset")
+    if source and source in DatasetCatalog.list():
+        meta = {k: v for k, v in MetadataCatalog.get(source).as_dict().items()
+                if k not in LOCATION_KEYS}
+    return register_dataset(
+        name, lambda: load_densepose_coco_json(out_dir / ANNOTATIONS_FILE, params["image_root"],
+                                               dataset_name=name),
+        json_file=str(out_dir / ANNOTATIONS_FILE), image_root=params["image_root"],
+        pseudo_label_dir=str(out_dir), **meta)
 
 
 def register_all_pseudo_labeled(root: Optional[Union[str, os.PathLike]] = None) -> List[str]:

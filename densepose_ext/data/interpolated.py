@@ -8,7 +8,8 @@ An interpolation output directory DIR (written by ``python -m distill.interpolat
     annotations.json     the source json, each DensePose annotation naming its target in
                          ``dp_dense_file`` (relative to DIR); written last
 
-How a fresh process finds it: importing ``densepose_ext.data`` scans the interpolation root,
+How a fresh process finds it: the built-in datasets (:mod:`synthesis.builtin_datasets`) scan
+the interpolation root,
 ``$DENSEPOSE_INTERPOLATED_ROOT`` (default ``$DETECTRON2_DATASETS/interpolated``), and
 registers every complete DIR directly under it as ``<source dataset>_interpolated``; the
 interpolation tool writes to ``<root>/<dataset>`` by default, so
@@ -26,9 +27,10 @@ import os
 from pathlib import Path
 from typing import List, Optional, Union
 
-# densepose_ext.data imports this module while it registers its datasets: import from it
-# inside functions only, never at module level.
 from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from .catalog import LOCATION_KEYS, datasets_root, register_dataset, register_failed
+from .densepose_coco import load_densepose_coco_json
 
 __all__ = [
     "INTERPOLATED_SUFFIX",
@@ -49,24 +51,18 @@ INTERPOLATED_SUFFIX = "_interpolated"
 PARAMS_FILE = "interpolation.json"
 ANNOTATIONS_FILE = "annotations.json"
 TARGETS_DIR = "targets"
-#: metadata keys that describe where a dataset's files are, not what the data is
-_LOCATION_KEYS = ("name", "json_file", "image_root", "embedded_split")
 
 
 class InterpolatedDatasetError(ValueError):
     """An interpolation directory is missing, incomplete or inconsistent (message names it)."""
 
 
-def interpolated_root(datasets_root: Optional[Union[str, os.PathLike]] = None) -> Path:
+def interpolated_root(root: Optional[Union[str, os.PathLike]] = None) -> Path:
     """``$DENSEPOSE_INTERPOLATED_ROOT``, else ``<datasets root>/interpolated``."""
     env = os.environ.get("DENSEPOSE_INTERPOLATED_ROOT")
     if env:
         return Path(env)
-    if datasets_root is None:
-        from densepose_ext.data.datasets import datasets_root as _root
-
-        datasets_root = _root()
-    return Path(datasets_root) / "interpolated"
+    return Path(root if root is not None else datasets_root()) / "interpolated"
 
 
 def default_output_dir(dataset_name: str) -> Path:
@@ -114,40 +110,15 @@ def register_interpolated(name: Optional[str], out_dir: Union[str, os.PathLike])
     else:
         meta = dict(params.get("metadata", {}))
     image_root = str(meta.get("image_root") or params["image_root"])
-    meta = {k: v for k, v in meta.items() if k not in _LOCATION_KEYS}
-
-    def load() -> List[dict]:
-        from densepose_ext.data.densepose_coco import load_densepose_coco_json
-
-        return load_densepose_coco_json(json_file, image_root, dataset_name=name)
-
-    if name in DatasetCatalog.list():
-        logger.info("Dataset %s is registered again, now from %s", name, out_dir)
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, load)
-    MetadataCatalog.get(name).set(
+    meta = {k: v for k, v in meta.items() if k not in LOCATION_KEYS}
+    return register_dataset(
+        name, lambda: load_densepose_coco_json(json_file, image_root, dataset_name=name),
         json_file=str(json_file), image_root=image_root, interpolated_from=source,
-        interpolation_dir=str(out_dir), **meta,
-    )
-    return name
+        interpolation_dir=str(out_dir), **meta)
 
 
-def _register_broken(name: str, error: Exception, where: Path) -> str:
-    """Register ``name`` with a loader that raises ``error`` (so one bad directory never
-    breaks import or other datasets, and using this one says what is wrong)."""
-
-    def load() -> List[dict]:
-        raise error
-
-    logger.warning("Interpolated dataset %s cannot be loaded: %s", name, error)
-    if name in DatasetCatalog.list():
-        DatasetCatalog.remove(name)
-        MetadataCatalog.remove(name)
-    DatasetCatalog.register(name, load)
-    MetadataCatalog.get(name).set(interpolation_dir=str(Path(where).absolute()),
-                                  registration_error=str(error))
-    return name
+def _register_failed(name: str, error: Exception, out_dir: Path) -> str:
+    return register_failed(name, error, interpolation_dir=str(Path(out_dir).absolute()))
 
 
 def register_all_interpolated(root: Optional[Union[str, os.PathLike]] = None) -> List[str]:
@@ -175,24 +146,24 @@ def register_all_interpolated(root: Optional[Union[str, os.PathLike]] = None) ->
             name = out_dir.name + INTERPOLATED_SUFFIX
             if name not in owners:
                 owners[name] = out_dir
-                names.append(_register_broken(name, e, out_dir))
+                names.append(_register_failed(name, e, out_dir))
             continue
         if not params.get("complete"):
             logger.info("Interpolation output %s is incomplete: not registered", out_dir)
             continue
         name = params["source_dataset"] + INTERPOLATED_SUFFIX
         if name in owners:
-            _register_broken(name, InterpolatedDatasetError(
+            _register_failed(name, InterpolatedDatasetError(
                 f"{root}: {owners[name]} and {out_dir} both interpolate "
                 f"{params['source_dataset']}; keep one, or move one elsewhere and register it "
-                "under another name with distill.datasets.register_interpolated"
+                "under another name with densepose_ext.data.register_interpolated"
             ), out_dir)
             continue
         owners[name] = out_dir
         try:
             names.append(register_interpolated(name, out_dir))
         except (InterpolatedDatasetError, OSError, ValueError, TypeError) as e:
-            names.append(_register_broken(name, e, out_dir))
+            names.append(_register_failed(name, e, out_dir))
     if names:
         logger.info("Registered interpolated datasets: %s", ", ".join(names))
     return names
