@@ -28,11 +28,14 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
+from densepose_ext.data.densepose_coco import load_densepose_coco_json
+from densepose_ext.data.pseudo_labeled import ANNOTATIONS_FILE, read_pseudo_params
+from densepose_ext.evaluation.evaluator import load_body_for_dataset
 from densepose_ext.structures import FRAME_SIZE
 from densepose_ext.utils import atomic_write
 
 from .evaluate_targets import TargetErrors, geodesic_errors
-from densepose_ext.data.pseudo_labeled import ANNOTATIONS_FILE, read_pseudo_params
 
 __all__ = ["MATCH_IOU", "match_persons", "evaluate_pseudo_labels", "main"]
 
@@ -95,10 +98,6 @@ def evaluate_pseudo_labels(pseudo_dir, truth_dataset: Optional[str] = None,
                            body=None) -> "OrderedDict[str, object]":
     """The metrics of the module docstring for one pseudo-label directory."""
     from detectron2.data import MetadataCatalog
-
-    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
-    from densepose_ext.data.densepose_coco import load_densepose_coco_json
-    from densepose_ext.evaluation.evaluator import load_body_for_dataset
 
     pseudo_dir = Path(pseudo_dir)
     params = read_pseudo_params(pseudo_dir)

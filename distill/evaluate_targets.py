@@ -23,11 +23,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
+from densepose_ext.data.interpolated import ANNOTATIONS_FILE, read_params
+from densepose_ext.evaluation.evaluator import load_body_for_dataset
 from densepose_ext.evaluation.pointwise import auc_metrics
 from densepose_ext.structures import DENSE_TARGET_KEY, FRAME_SIZE, DenseIUV, has_densepose
 from densepose_ext.utils import atomic_write
-
-from densepose_ext.data.interpolated import ANNOTATIONS_FILE, read_params
 
 __all__ = ["TargetErrors", "geodesic_errors", "evaluate_targets", "main"]
 
@@ -143,9 +144,6 @@ def evaluate_targets(dataset_name: str, targets_dir: os.PathLike, body=None,
     Persons without a target are counted (``persons_without_target``), not compared.
     """
     from detectron2.data import DatasetCatalog
-
-    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
-    from densepose_ext.evaluation.evaluator import load_body_for_dataset
 
     targets_dir = Path(targets_dir)
     params = read_params(targets_dir)

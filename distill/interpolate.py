@@ -36,25 +36,17 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from densepose_ext.structures import FRAME_SIZE, DenseIUV, has_densepose
+import densepose_ext.modeling  # noqa: F401  (registers the models)
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
+from densepose_ext.config import setup_densepose_cfg
+from densepose_ext.data.interpolated import (ANNOTATIONS_FILE, INTERPOLATED_SUFFIX, PARAMS_FILE,
+                                             TARGETS_DIR, default_output_dir, interpolated_root)
+from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
+from densepose_ext.structures import DENSE_TARGET_KEY, FRAME_SIZE, DenseIUV, has_densepose
 from densepose_ext.utils import atomic_write
 
-from densepose_ext.data.interpolated import (
-    ANNOTATIONS_FILE,
-    INTERPOLATED_SUFFIX,
-    PARAMS_FILE,
-    TARGETS_DIR,
-    default_output_dir,
-    interpolated_root,
-)
-from .dense_targets import (
-    MASK_SOURCES,
-    chart_outputs_to_targets,
-    exact_target,
-    person_mask_in_frame,
-    read_valid_target,
-    write_target,
-)
+from .dense_targets import (MASK_SOURCES, chart_outputs_to_targets, exact_target,
+                            person_mask_in_frame, read_valid_target, write_target)
 
 __all__ = [
     "InterpolationError",
@@ -202,10 +194,6 @@ class ExactTargets:
 def build_teacher(config_file: str, weights: str, opts: Sequence[str] = ()):
     """(model in eval mode with ``weights`` loaded, its frozen config)."""
     from detectron2.modeling import build_model
-
-    import densepose_ext.modeling  # noqa: F401  (registers the DensePose architectures)
-    from densepose_ext.config import setup_densepose_cfg
-    from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
 
     if not os.path.isfile(weights):
         raise InterpolationError(f"{weights}: teacher weights not found")
@@ -371,8 +359,6 @@ def interpolate_dataset(
 def _write_annotations(source_json: str, path: Path, names: Dict[object, str],
                        params: dict) -> None:
     """The source json with ``dp_dense_file`` on every annotation that has a target."""
-    from densepose_ext.structures import DENSE_TARGET_KEY
-
     with open(source_json, "r", encoding="utf-8") as f:
         data = json.load(f)
     for ann in data["annotations"]:
@@ -428,8 +414,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         parser.error("give either --config-file and --weights (a teacher) or --exact")
     if not args.exact and not (args.config_file and args.weights):
         parser.error("a teacher needs both --config-file and --weights")
-
-    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 
     if args.exact:
         make_targets = ExactTargets(args.size, args.mask_source)

@@ -41,15 +41,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.body.parts import FINE_TO_COARSE
+from densepose_ext.data.pseudo_labeled import (ANNOTATIONS_FILE, DETECTIONS_DIR, PARAMS_FILE,
+                                               PSEUDO_SUFFIX, TARGETS_DIR, pseudo_root)
+from densepose_ext.modeling.test_time_augmentation import DensePoseRCNNWithTTA
 from densepose_ext.structures import (FRAME_SIZE, DenseIUV, encode_dp_masks, mask_to_polygons,
                                       num_annotation_points, sample_annotation_points)
 from densepose_ext.utils import atomic_write
 
 from .dense_targets import chart_outputs_to_targets, read_valid_target, write_target
 from .interpolate import _progress, _sha256, build_teacher
-from densepose_ext.data.pseudo_labeled import (ANNOTATIONS_FILE, DETECTIONS_DIR, PARAMS_FILE,
-                                                PSEUDO_SUFFIX, TARGETS_DIR, pseudo_root)
 
 __all__ = [
     "PseudoLabelError",
@@ -123,8 +125,6 @@ class PseudoLabeller:
     def __init__(self, model, cfg, multi_transform: bool = False, target_size: int = FRAME_SIZE):
         from detectron2.data import detection_utils as utils
         from detectron2.data import transforms as T
-
-        from densepose_ext.modeling.test_time_augmentation import DensePoseRCNNWithTTA
 
         self.cfg = cfg
         self.image_format = cfg.INPUT.FORMAT
@@ -443,7 +443,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must lie in [0, {args.num_shards})")
 
-    import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     try:

@@ -37,7 +37,6 @@ NEAREST_SURFACE_K = 12  # surface vertices checked around a joint keypoint
 MAX_PEOPLE_PER_IMAGE = 99  # annotation ids are image_id * 100 + person index (1-based)
 
 
-
 def annotation_id(image_id: int, person_index: int) -> int:
     """Deterministic annotation id of person ``person_index`` (0-based) in image ``image_id``."""
     return int(image_id) * (MAX_PEOPLE_PER_IMAGE + 1) + int(person_index) + 1

@@ -50,7 +50,7 @@ EMBEDDED_SPLITS: Dict[str, EmbeddedSplit] = {
     "densepose_embedded_val": EmbeddedSplit("val", num_images=200, seed=2),
     "densepose_embedded_mini": EmbeddedSplit("mini", num_images=16, seed=3),
     # people in poses of the held-out actions of the procedural MoCap motion set (run, squat,
-    # wave; synthesis.pose_sources.TEST_MOTIONS), which neither the random poses of the splits
+    # wave; synthesis.motions.TEST_MOTIONS), which neither the random poses of the splits
     # above nor the stitching queries (motions_train) show: a test set of unseen poses
     "densepose_embedded_mocap_test": EmbeddedSplit("mocap_test", num_images=200, seed=4,
                                                    poses="motions_test"),
@@ -63,6 +63,7 @@ EMBEDDED_SPLITS: Dict[str, EmbeddedSplit] = {
     "densepose_embedded_unlabeled": EmbeddedSplit("unlabeled", num_images=2400, seed=6,
                                                   annotated=False),
 }
+
 
 def ensure_embedded_split(
     split_dir: Path, split: EmbeddedSplit, workers: int = 1, rerender_outdated: bool = False

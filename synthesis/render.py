@@ -40,6 +40,7 @@ import numpy as np
 from densepose_ext.utils import atomic_write
 
 from .annotate import MAX_PEOPLE_PER_IMAGE, annotate_scene, dense_maps
+from .pose_sources import resolve_pose_source
 from .rasterize import rasterize
 from .scene import BodyAssets, load_body_assets, sample_scene
 from .texture import Lighting, compose_image, render_background, sample_outfit, shade_people
@@ -116,8 +117,6 @@ def _torch_single_thread() -> Iterator[None]:
 
 @functools.lru_cache(maxsize=4)
 def _pose_source(spec: str):
-    from .pose_sources import resolve_pose_source
-
     return resolve_pose_source(spec)
 
 

@@ -18,9 +18,13 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from densepose_ext.body import keypoints as kp
+from densepose_ext.body.body_model import get_body_model
+from densepose_ext.body.pose import clip_to_limits, euler_to_pose, pose_to_euler, sample_poses
 from densepose_ext.body.shape import sample_betas
 
 from .rasterize import Camera, look_at_rotation
+from .smpl_poser import SMPLPoser
 from .texture import BodyRegions
 
 __all__ = ["BodyAssets", "Person", "Scene", "load_body_assets", "sample_scene", "yaw_axis_angle"]
@@ -74,27 +78,15 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 @functools.lru_cache(maxsize=1)
 def load_body_assets() -> BodyAssets:
     """The embedded body model (built / loaded from the cache once per process)."""
-    import torch
-
-    from densepose_ext.body import keypoints as kp
-    from densepose_ext.body.body_model import get_body_model
-    from densepose_ext.body.pose import pose_body, sample_poses
-    from densepose_ext.body.smpl_io import load_smplx_model
-
     bm = get_body_model()
     tpl = bm.template
-    models = {}
+    poser = SMPLPoser()  # the stitcher's poser: one way to pose the body model
 
     def pose(betas, body_pose, global_orient, transl):
-        b = int(np.asarray(betas).shape[0])
-        if b not in models:
-            # float64 so that results do not depend on thread count / kernel choice
-            models[b] = load_smplx_model(str(bm.smpl_path), batch_size=b, dtype=torch.float64)
-        as_t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64)  # noqa: E731
-        with torch.no_grad():
-            v, j = pose_body(models[b], as_t(betas), as_t(body_pose), as_t(global_orient), as_t(transl))
-        to_np = lambda x: x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)  # noqa: E731
-        return to_np(v).astype(np.float64), to_np(j).astype(np.float64)
+        posed = poser.pose(np.concatenate([np.asarray(global_orient, np.float64),
+                                           np.asarray(body_pose, np.float64)], axis=1),
+                           transl, betas)
+        return posed.vertices, posed.joints
 
     def surface_to_iuv(face_idx, bary):
         i, u, v = bm.surface_to_iuv(np.asarray(face_idx), np.asarray(bary))
@@ -273,8 +265,6 @@ def _lower_arms(rng: np.random.Generator, poses: np.ndarray) -> np.ndarray:
     elevation is drawn between "arm down" and slightly raised (mostly lowered, median about
     50 degrees below horizontal), then the pose is clipped to the joint limits.
     """
-    from densepose_ext.body.pose import clip_to_limits, euler_to_pose, pose_to_euler
-
     euler = pose_to_euler(poses)
     n = len(poses)
     euler[:, _L_SHOULDER, 2] = -1.4 + 1.8 * rng.beta(1.0, 3.5, n)  # left arm: -Z lowers it

@@ -55,13 +55,16 @@ from densepose_ext.utils import atomic_write
 
 from .annotate import annotation_id, box_frame_masks
 from .embedded_datasets import EMBEDDED_SPLITS, ensure_embedded_split
-from .pose_sources import PoseSource, PosedBodies, QueryPose, SMPLPoser, resolve_pose_source
+from .pose_sequences import QueryPose
+from .pose_sources import PoseSource, resolve_pose_source
 from .rasterize import Camera, look_at_rotation
+from .smpl_poser import PosedBodies, SMPLPoser
 from .stitch_assign import ASSIGNMENT_RULES, DEFAULT_ASSIGNMENT
-from .stitch_blend import (SLOT_PARTS, SourceLoader, WarpedSource, blend_weights, composite,
-                           distinct_layers, layer_rois, warp_source)
+from .stitch_blend import blend_weights, composite, distinct_layers, layer_rois
 from .stitch_index import (NUM_SLOTS, SLOT_NAMES, TORSO_SLOT, LocalPoseIndex, Matches, SourcePool,
                            load_source_pool, match_misfit)
+from .stitch_sources import SLOT_PARTS, SourceLoader
+from .stitch_warp import WarpedSource, warp_source
 
 __all__ = ["STITCH_VERSION", "StitchConfig", "StitchResult", "Stitcher", "StitchParamsMismatch", "sample_camera",
            "stitch_dataset", "main"]

@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
+from densepose_ext.structures.densepose_data import check_densepose_annotation, check_rle
 
 __all__ = ["SLOT_NAMES", "NUM_SLOTS", "TORSO_SLOT", "NEIGHBOURHOODS", "CENTRES", "SourcePoolError",
            "SourcePool", "load_source_pool", "LocalPoseIndex", "Matches", "local_distance", "match_misfit"]
@@ -134,8 +135,6 @@ def load_source_pool(json_file: Union[str, Path], image_root: Union[str, Path], 
     the file and record. An image's exact dense labels
     ``<image_root>/../dense/<stem>.npz`` (the embedded renderer's) are used when present.
     """
-    from densepose_ext.structures.densepose_data import check_densepose_annotation, check_rle
-
     def is_id(x) -> bool:  # ints or strings; a list or dict id would fail later as a TypeError
         return (isinstance(x, int) and not isinstance(x, bool)) or isinstance(x, str)
 

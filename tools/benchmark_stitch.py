@@ -62,7 +62,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    from synthesis.pose_sources import SMPLPoser, resolve_pose_source
+    from synthesis.pose_sources import resolve_pose_source
+    from synthesis.smpl_poser import SMPLPoser
     from synthesis.stitch import StitchConfig, Stitcher, default_sources, stitch_dataset
     from synthesis.stitch_index import LocalPoseIndex, load_source_pool
 

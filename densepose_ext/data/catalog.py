@@ -32,6 +32,7 @@ __all__ = [
     "COCO_SPLITS",
     "LOCATION_KEYS",
     "datasets_root",
+    "generated_root",
     "densepose_metadata",
     "official_body_metadata",
     "register_dataset",
@@ -62,6 +63,15 @@ LOCATION_KEYS = ("name", "json_file", "image_root", "embedded_split")
 def datasets_root() -> Path:
     """``$DETECTRON2_DATASETS`` or ``./datasets``."""
     return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
+
+
+def generated_root(env_var: str, subdir: str, root: Optional[Path] = None) -> Path:
+    """Where one kind of generated dataset directories lives: ``$<env_var>`` if set, else
+    ``<root>/<subdir>`` (root: :func:`datasets_root`)."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env)
+    return Path(root if root is not None else datasets_root()) / subdir
 
 
 def densepose_metadata() -> dict:

@@ -29,13 +29,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 from detectron2.structures import BoxMode
 
-from densepose_ext.structures.densepose_data import (
-    DENSE_TARGET_KEY,
-    check_densepose_annotation,
-    check_rle,
-    compressed_rle_errors,
-    has_densepose,
-)
+from densepose_ext.structures.densepose_data import (DENSE_TARGET_KEY, check_densepose_annotation,
+                                                     check_rle, compressed_rle_errors,
+                                                     has_densepose)
+from densepose_ext.utils import atomic_write, cache_dir
 
 __all__ = [
     "DensePoseDatasetError",
@@ -257,8 +254,6 @@ def read_image_header(path: str) -> Tuple[int, int]:
 
 
 def _checks_path(json_file: str, image_root: str, suffix: str) -> Path:
-    from densepose_ext.utils import cache_dir
-
     key = hashlib.sha1(f"{os.path.abspath(json_file)}\0{image_root}".encode()).hexdigest()[:12]
     return cache_dir() / _CHECKS_SUBDIR / f"{Path(json_file).stem}-{key}{suffix}"
 
@@ -318,7 +313,6 @@ class _HeaderCache:
     def save(self, image_root: str) -> None:
         if not self.dirty or self.path is None:
             return
-        from densepose_ext.utils import atomic_write
 
         try:
             with atomic_write(self.path, "w") as f:
@@ -358,7 +352,6 @@ class _Problems:
         if not self.records:
             return
         path = _checks_path(self.json_file, image_root, ".dropped.json")
-        from densepose_ext.utils import atomic_write
 
         with atomic_write(path, "w") as f:
             json.dump({"json_file": os.path.abspath(self.json_file), "image_root": image_root,

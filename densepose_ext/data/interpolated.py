@@ -29,7 +29,7 @@ from typing import List, Optional, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .catalog import LOCATION_KEYS, datasets_root, register_dataset, register_failed
+from .catalog import LOCATION_KEYS, generated_root, register_dataset, register_failed
 from .densepose_coco import load_densepose_coco_json
 
 __all__ = [
@@ -59,10 +59,7 @@ class InterpolatedDatasetError(ValueError):
 
 def interpolated_root(root: Optional[Union[str, os.PathLike]] = None) -> Path:
     """``$DENSEPOSE_INTERPOLATED_ROOT``, else ``<datasets root>/interpolated``."""
-    env = os.environ.get("DENSEPOSE_INTERPOLATED_ROOT")
-    if env:
-        return Path(env)
-    return Path(root if root is not None else datasets_root()) / "interpolated"
+    return generated_root("DENSEPOSE_INTERPOLATED_ROOT", "interpolated", root)
 
 
 def default_output_dir(dataset_name: str) -> Path:

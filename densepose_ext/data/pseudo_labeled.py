@@ -26,7 +26,7 @@ from typing import List, Optional, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .catalog import LOCATION_KEYS, datasets_root, register_dataset, register_failed
+from .catalog import LOCATION_KEYS, generated_root, register_dataset, register_failed
 from .densepose_coco import load_densepose_coco_json
 
 __all__ = [
@@ -57,10 +57,7 @@ class PseudoDatasetError(ValueError):
 
 def pseudo_root(root: Optional[Union[str, os.PathLike]] = None) -> Path:
     """``$DENSEPOSE_PSEUDO_ROOT``, else ``<datasets root>/pseudo_labeled``."""
-    env = os.environ.get("DENSEPOSE_PSEUDO_ROOT")
-    if env:
-        return Path(env)
-    return Path(root if root is not None else datasets_root()) / "pseudo_labeled"
+    return generated_root("DENSEPOSE_PSEUDO_ROOT", "pseudo_labeled", root)
 
 
 def read_pseudo_params(out_dir: Union[str, os.PathLike]) -> dict:

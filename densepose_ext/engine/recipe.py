@@ -17,7 +17,7 @@ from ..utils import atomic_write
 
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
            "shrunk_schedule", "resumable_training", "claim_output_dir", "display_command",
-           "portable_command", "seed_dir", "prune_checkpoints"]
+           "portable_command", "seed_dir", "prune_checkpoints", "write_report"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -185,6 +185,22 @@ def claim_output_dir(out_dir: Path, command: Sequence) -> None:
         raise RuntimeError(f"{out_dir} holds checkpoints of {whose}{display_command(command)}\n"
                            "Delete the directory (or pick another output) to run this command.")
     save_record(path, {"command": command})
+
+
+def write_report(path: Path, lines: List[str], commands: Sequence[str], note: str = "",
+                 discussion: Optional[Path] = None) -> str:
+    """A recipe's RESULTS.md: ``lines``, then a "Commands" section (``note``, then the shell
+    lines ``commands``), then the text of ``discussion`` when that file exists; written
+    atomically. Returns the text."""
+    lines = [*lines, "", "## Commands", "",
+             note or "Each step's exact command, run from the repository root:", "",
+             "```bash", *commands, "```"]
+    if discussion is not None and Path(discussion).is_file():
+        lines += ["", Path(discussion).read_text().rstrip()]
+    text = "\n".join(lines) + "\n"
+    with atomic_write(Path(path), "w") as f:
+        f.write(text)
+    return text
 
 
 def display_command(command: Sequence) -> str:

@@ -44,18 +44,18 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval, Params
 
+from ..structures.coco_format import decode_iuv_png_uint8
 from .gps import (
     NORMALIZATIONS,
     GtPoints,
-    collect_gt_points,
     gps_from_errors,
     has_densepose,
     official_point_similarity,
     quantized_point_errors,
 )
-from ..structures.coco_format import decode_iuv_png_uint8
+from .gt_preparation import gt_preparation
 from .iuv import IUV
-from .masks import box_iou_pairs, detection_masks, gt_mask, gt_masks, mask_iou_matrix
+from .masks import box_iou_pairs, detection_masks, mask_iou_matrix
 from .matching import accumulate, greedy_match, official_box_rule
 from .protocol import check_protocol
 
@@ -273,9 +273,8 @@ class PairSimilarities:
         dt_boxes = np.array([d["bbox"] for d in all_dts], np.float64).reshape(-1, 4)
         decoded = _decode_all(all_dts)
         try:
-            points = collect_gt_points(self.body, all_gts, self.source, self.protocol)
-            # GPSm needs a GT mask only where GPS > 0, so only for persons with points
-            gt_masks = self._gt_masks(all_gts, gt_hw, np.diff(points.offsets) > 0)
+            points, gt_masks = gt_preparation(self.coco_gt, self.body, self.protocol, self.source,
+                                              DensePoseEvaluationError).get(all_gts, gt_hw)
         finally:
             maps = decoded()
         v = self._pair_values(n_d, n_g, points, maps, dt_boxes)
@@ -389,27 +388,6 @@ class PairSimilarities:
     def _image_hw(self, img_id: int) -> Tuple[int, int]:
         img = self.coco_gt.imgs[img_id]
         return int(img["height"]), int(img["width"])
-
-    def _gt_masks(self, gts: List[dict], hws: List[Tuple[int, int]], wanted: np.ndarray
-                  ) -> List:
-        """Placed masks of the ``wanted`` GT persons (None for the others), made together
-        (:func:`.masks.gt_masks`); a bad one is named by its annotation id."""
-        idx = np.flatnonzero(wanted).tolist()
-        out: List = [None] * len(gts)
-        try:
-            made = gt_masks([gts[k] for k in idx], [hws[k] for k in idx], self.protocol)
-        except (ValueError, TypeError, KeyError):
-            made = [self._gt_mask(gts[k], hws[k]) for k in idx]  # raises, naming the culprit
-        for k, m in zip(idx, made):
-            out[k] = m
-        return out
-
-    def _gt_mask(self, gt: dict, hw: Tuple[int, int]):
-        try:
-            return gt_mask(gt, hw, self.protocol)
-        except (ValueError, TypeError, KeyError) as e:
-            raise DensePoseEvaluationError(
-                f"{self.source}: annotation id={gt.get('id', '?')}: bad mask ({e})") from None
 
 
 class DensePoseCOCOeval(COCOeval):

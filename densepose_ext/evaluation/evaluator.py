@@ -38,16 +38,12 @@ from detectron2.utils import comm
 from detectron2.utils.logger import create_small_table
 from pycocotools.coco import COCO
 
-from ..utils import atomic_write
-from .densepose_coco_eval import (
-    DECODED_KEY,
-    DensePoseEvaluationError,
-    PairSimilarities,
-    build_coco_detections,
-    evaluate_ap,
-)
-from .gps import NORMALIZATIONS, PAPER_KAPPA
+from ..body import BodyModel, get_body_model
 from ..structures.coco_format import encode_iuv_png
+from ..utils import atomic_write
+from .densepose_coco_eval import (DECODED_KEY, DensePoseEvaluationError, PairSimilarities,
+                                  build_coco_detections, evaluate_ap)
+from .gps import NORMALIZATIONS, PAPER_KAPPA
 from .iuv import box_grid_size, instances_to_box_iuvs
 from .pointwise import auc_metrics, best_gps_point_errors, concatenate_errors
 from .protocol import DEFAULT_PROTOCOL, PROTOCOL_DESCRIPTIONS, check_protocol
@@ -120,10 +116,7 @@ def load_body_for_dataset(dataset_name: str):
     meta = MetadataCatalog.get(dataset_name)
     data_dir = getattr(meta, "densepose_data_dir", None)
     if data_dir:
-        from ..body import BodyModel
-
         return BodyModel.from_official_files(data_dir)
-    from ..body import get_body_model
 
     return get_body_model()
 

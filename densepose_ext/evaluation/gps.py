@@ -190,6 +190,8 @@ def _first_malformed(anns: Sequence[dict]) -> dict:
             except (TypeError, ValueError):
                 return ann
     return anns[0] if anns else {}
+
+
 def prediction_errors(body, gt: GtPoints, box_xywh: Sequence[float], iuv: IUV) -> np.ndarray:
     """Geodesic errors (P,) in metres of one detection (box + its box IUV) at all GT points;
     inf where the point is outside the box or predicted background."""

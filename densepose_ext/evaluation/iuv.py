@@ -11,16 +11,16 @@ This is the ``"exact"`` protocol's convention. Under the ``"detectron2"`` protoc
 :mod:`.protocol`) a box map has ``int(w) x int(h)`` cells of one image pixel each, anchored at
 the box corner (cell c covers ``[x0 + c, x0 + c + 1)``), and U, V are truncated to uint8.
 
-Compact format (:mod:`densepose_ext.structures.coco_format`): ``encode_iuv_png`` stores a box IUV as a base64 PNG of the uint8 image
-[I, round(255 U), round(255 V)] (RGB order), lossless for I and within 1/(2*255) for U, V
-(lossless for the detectron2 protocol's maps, whose U, V are multiples of 1/255).
+Compact format (:mod:`densepose_ext.structures.coco_format`): ``encode_iuv_png`` stores a box
+IUV as a base64 PNG of the uint8 image [I, round(255 U), round(255 V)] (RGB order), lossless
+for I and within 1/(2*255) for U, V (lossless for the detectron2 protocol's maps, whose U, V
+are multiples of 1/255).
 """
 from __future__ import annotations
 
 import math
 from typing import List, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F

@@ -24,12 +24,13 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..structures.coco_format import FRAME_SIZE
+from ..structures.coco_format import (FRAME_SIZE, compressed_rle, dp_masks_union,
+                                      segmentation_to_mask)
 from .iuv import _pixel_span, box_grid_size
 from .protocol import check_protocol
 
 __all__ = ["PlacedMask", "place_exact", "place_official", "detection_mask", "detection_masks",
-           "gt_mask", "gt_masks", "dp_masks_union", "mask_iou_matrix", "box_iou_pairs"]
+           "gt_mask", "gt_masks", "mask_iou_matrix", "box_iou_pairs"]
 
 #: the official evaluator reads at most this many dp_masks entries
 OFFICIAL_NUM_MASKS = 14
@@ -155,34 +156,9 @@ def detection_masks(part_maps: Sequence[np.ndarray], boxes_xywh: np.ndarray,
     return out
 
 
-def _rle(obj: dict, h: int, w: int) -> dict:
-    """A compressed RLE of a COCO RLE dict (compressed str/bytes, which pycocotools reads as
-    they are, or uncompressed counts)."""
-    if isinstance(obj["counts"], list):
-        return mask_util.frPyObjects(obj, h, w)
-    return obj
-
-
-def dp_masks_union(dp_masks: Sequence, limit: Optional[int] = None) -> np.ndarray:
-    """(256,256) bool union of the RLE entries of ``dp_masks`` (the first ``limit``)."""
-    entries = list(dp_masks)[:limit] if limit else list(dp_masks)
-    rles = [_rle(m, FRAME_SIZE, FRAME_SIZE) for m in entries if isinstance(m, dict) and m]
-    if not rles:
-        return np.zeros((FRAME_SIZE, FRAME_SIZE), bool)
-    merged = mask_util.merge(rles, intersect=False) if len(rles) > 1 else rles[0]
-    return mask_util.decode(merged) > 0
-
-
 def _segmentation_mask(segm, image_hw: Tuple[int, int]) -> Optional[np.ndarray]:
     """Image-size bool mask of a COCO ``segmentation`` (polygons or RLE); None if empty."""
-    H, W = image_hw
-    if isinstance(segm, list) and segm:
-        rle = mask_util.merge(mask_util.frPyObjects(segm, H, W))
-    elif isinstance(segm, dict):
-        rle = _rle(segm, H, W)
-    else:
-        return None
-    return mask_util.decode(rle) > 0
+    return segmentation_to_mask(segm, *image_hw) if segm else None
 
 
 def _official_zoom(frame: np.ndarray, box_xywh: Sequence[float]) -> np.ndarray:
@@ -241,7 +217,8 @@ def _dp_frames(anns: Sequence[dict], limit: Optional[int]) -> List[np.ndarray]:
     merged, frames = [], [None] * len(anns)
     for k, ann in enumerate(anns):
         entries = (ann.get("dp_masks") or [])[:limit] if limit else (ann.get("dp_masks") or [])
-        rles = [_rle(m, FRAME_SIZE, FRAME_SIZE) for m in entries if isinstance(m, dict) and m]
+        rles = [compressed_rle(m, FRAME_SIZE, FRAME_SIZE) for m in entries
+                if isinstance(m, dict) and m]
         if not rles:
             frames[k] = np.zeros((FRAME_SIZE, FRAME_SIZE), bool)
             continue

@@ -8,7 +8,7 @@ the edge cases: polygons, uncompressed and compressed RLE (text or bytes counts)
 from __future__ import annotations
 
 import base64
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -19,7 +19,9 @@ __all__ = [
     "FRAME_SIZE",
     "NUM_FINE_PARTS",
     "NUM_COARSE_PARTS",
+    "compressed_rle",
     "segmentation_to_mask",
+    "dp_masks_union",
     "mask_to_polygons",
     "encode_dp_masks",
     "decode_dp_masks",
@@ -35,8 +37,9 @@ NUM_FINE_PARTS = NUM_PARTS
 NUM_COARSE_PARTS = 14
 
 
-def _compressed(rle: dict, height: int, width: int) -> dict:
-    """A COCO RLE dict in the form ``pycocotools.mask.decode`` reads (bytes counts)."""
+def compressed_rle(rle: dict, height: int, width: int) -> dict:
+    """A COCO RLE dict (uncompressed counts, or compressed as text or bytes) in the form
+    ``pycocotools.mask`` reads (compressed, bytes counts)."""
     from pycocotools import mask as mask_util
 
     if isinstance(rle["counts"], list):  # uncompressed RLE
@@ -59,7 +62,7 @@ def segmentation_to_mask(segm, height: int, width: int) -> np.ndarray:
             rle = mask_util.merge(mask_util.frPyObjects(
                 [[float(x) for x in poly] for poly in segm], height, width))
         else:
-            rle = _compressed(segm, height, width)
+            rle = compressed_rle(segm, height, width)
         mask = mask_util.decode(rle)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise ValueError(f"bad segmentation ({type(e).__name__}: {e})") from None
@@ -123,7 +126,7 @@ def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
         if not isinstance(rle, dict):
             continue
         try:
-            rles.append(_compressed(rle, FRAME_SIZE, FRAME_SIZE))
+            rles.append(compressed_rle(rle, FRAME_SIZE, FRAME_SIZE))
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise ValueError(f"bad dp_masks[{k}] ({type(e).__name__}: {e})") from None
         if tuple(rles[-1]["size"]) != (FRAME_SIZE, FRAME_SIZE):
@@ -138,6 +141,20 @@ def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
         raise ValueError(f"bad dp_masks ({type(e).__name__}: {e})") from None
     # part k+1 where its mask is set, the largest (= latest) label where several are
     return (masks * np.asarray(labels, dtype=np.uint8)).max(axis=2)
+
+
+def dp_masks_union(dp_masks: Sequence, limit: Optional[int] = None) -> np.ndarray:
+    """(256,256) bool person mask: the union of the ``dp_masks`` entries (the first ``limit``),
+    merged in RLE form and decoded once."""
+    from pycocotools import mask as mask_util
+
+    entries = list(dp_masks)[:limit] if limit else list(dp_masks)
+    rles = [compressed_rle(m, FRAME_SIZE, FRAME_SIZE) for m in entries
+            if isinstance(m, dict) and m]
+    if not rles:
+        return np.zeros((FRAME_SIZE, FRAME_SIZE), bool)
+    merged = mask_util.merge(rles, intersect=False) if len(rles) > 1 else rles[0]
+    return mask_util.decode(merged) > 0
 
 
 def encode_iuv_png(I: np.ndarray, U: np.ndarray, V: np.ndarray) -> str:

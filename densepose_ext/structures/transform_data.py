@@ -13,7 +13,9 @@ from typing import Optional, Tuple, Union
 import numpy as np
 import torch
 
+from densepose_ext.body.body_model import get_body_model
 from densepose_ext.body.charts import NUM_PARTS
+from densepose_ext.body.official_formats import read_uv_symmetry
 from densepose_ext.body.parts import COARSE_FLIP_PERMUTATION, FLIP_PERMUTATION
 
 __all__ = [
@@ -96,8 +98,6 @@ class DensePoseTransformData:
     def from_mat(cls, path: Union[str, os.PathLike]) -> "DensePoseTransformData":
         """Read the official ``UV_symmetry_transforms.mat`` (keys U_transforms, V_transforms:
         (1,24) cells of 256x256 arrays) through the project's official-format reader."""
-        from densepose_ext.body.official_formats import read_uv_symmetry
-
         path = os.fspath(path)
         try:
             u_tables, v_tables = read_uv_symmetry(path)
@@ -111,8 +111,6 @@ class DensePoseTransformData:
         """Tables of the embedded body model (``get_body_model().uv_symmetry``), built/cached
         on first use."""
         if body_model is None:
-            from densepose_ext.body.body_model import get_body_model
-
             body_model = get_body_model()
         u_tables, v_tables = body_model.uv_symmetry
         return cls.from_tables(np.asarray(u_tables), np.asarray(v_tables))

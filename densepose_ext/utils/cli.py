@@ -16,6 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 from typing import Callable, Optional
+from densepose_ext.config import setup_densepose_cfg
 
 __all__ = ["ConfigError", "DEBUG_ENV", "EXIT_USER_ERROR", "is_user_error", "load_config", "run_cli"]
 
@@ -112,8 +113,6 @@ class ConfigError(ValueError):
 def load_config(config_file: str, opts=()):
     """:func:`densepose_ext.config.setup_densepose_cfg`, with a missing file, an unknown key, an
     odd override list or a wrongly typed value as a :class:`ConfigError` naming it."""
-    from densepose_ext.config import setup_densepose_cfg
-
     if not os.path.isfile(config_file):
         raise ConfigError(f"config file {config_file}: no such file")
     opts = list(opts)

@@ -23,8 +23,9 @@ Tables give mean ± std over the seeds and the verdict of
 is recorded with its command (``DIR/<step>/...json``, copied to ``records/`` next to this
 script and committed) and skipped when re-run, so an interrupted recipe resumes, also on a fresh
 checkout; training continues from its last checkpoint. A finished step whose files a pending
-step reads (the teacher's weights, a label directory) is run again when they are gone. Budget: about 3 hours on a 2-core
-CPU with the defaults (12 trainings of about 12 minutes, labelling 2400 images twice).
+step reads (the teacher's weights, a label directory) is run again when they are gone.
+Budget: about 3 hours on a 2-core CPU with the defaults (12 trainings of about 12 minutes,
+labelling 2400 images twice).
 """
 import argparse
 import json
@@ -39,7 +40,7 @@ from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
-                                         save_record, seed_dir, shrunk_schedule)
+                                         save_record, seed_dir, shrunk_schedule, write_report)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -312,22 +313,12 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], tta: Dict[str, 
                 f"{score['keypoint_error_px_median']:.2f} | {dp.get('part_accuracy', 0):.3f} | "
                 f"{dp.get('auc10', 0):.3f} |")
 
-    lines += ["", "## Commands", "", "Each step's exact command, from the repository root "
-              "(student rows need `DENSEPOSE_PSEUDO_ROOT` set to the recipe's `pseudo/<kind>/`):",
-              "", "```bash"]
-    for recs in rows.values():
-        lines += [display_command(r["command"]) for r in recs]
-    lines += [display_command(r["command"]) for r in tta.values()]
-    lines += [display_command(r["command"]) for r in labels.values()]
-    if quality:
-        lines.append(display_command(quality["command"]))
-    lines += ["```"]
-    discussion = HERE / "discussion.md"
-    if discussion.is_file():
-        lines += ["", discussion.read_text().rstrip()]
-    text = "\n".join(lines) + "\n"
-    Path(path).write_text(text)
-    return text
+    steps = [r for recs in rows.values() for r in recs] + list(tta.values()) \
+        + list(labels.values()) + ([quality] if quality else [])
+    return write_report(path, lines, [display_command(r["command"]) for r in steps],
+                        "Each step's exact command, from the repository root (student rows need "
+                        "`DENSEPOSE_PSEUDO_ROOT` set to the recipe's `pseudo/<kind>/`):",
+                        HERE / "discussion.md")
 
 
 def main(argv=None) -> None:

@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
-                                         seed_dir, shrunk_schedule)
+                                         seed_dir, shrunk_schedule, write_report)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -320,21 +320,15 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: Dict[str
                 ("median_error_cm", 1))]
             lines.append(f"| {where} | {scores[0]['count']} | " + " | ".join(cells) + " |")
 
-    lines += ["", "## Commands", "", "Each step's exact command (run from the repository root; "
-              "rows with interpolated GT need `DENSEPOSE_INTERPOLATED_ROOT` set to the recipe's "
-              "`interpolated/seed<k>/` directory):", "", "```bash"]
-    for recs in rows.values():
-        lines += [display_command(r["command"]) for r in recs]
-    lines += [display_command(t["command"]) for t in teachers]
+    commands = [display_command(r["command"]) for recs in rows.values() for r in recs]
+    commands += [display_command(t["command"]) for t in teachers]
     if timing:
-        lines.append(display_command(timing["command"]) + " MODEL.ROI_CASCADE_HEAD.TEST_STAGE {1,2}")
-    lines += ["```"]
-    discussion = HERE / "discussion.md"
-    if discussion.is_file():
-        lines += ["", discussion.read_text().rstrip()]
-    text = "\n".join(lines) + "\n"
-    Path(path).write_text(text)
-    return text
+        commands.append(display_command(timing["command"])
+                        + " MODEL.ROI_CASCADE_HEAD.TEST_STAGE {1,2}")
+    return write_report(path, lines, commands,
+                        "Each step's exact command (run from the repository root; rows with "
+                        "interpolated GT need `DENSEPOSE_INTERPOLATED_ROOT` set to the recipe's "
+                        "`interpolated/seed<k>/` directory):", HERE / "discussion.md")
 
 
 def main(argv=None) -> None:

@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
-                                         seed_dir, shrunk_schedule)
+                                         seed_dir, shrunk_schedule, write_report)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -217,12 +217,9 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], commands: List)
         lines.append(f"| {what} | {key} | " + " | ".join(cells) + " |")
     lines += ["", "![teacher vs student](teacher_vs_student.png)", "",
               "Teacher and student GPS AP at each evaluation during training (mean ± std over "
-              "the seeds).", "", "## Commands", "", "```bash"]
-    lines += [display_command(c) for c in commands]
-    lines += ["```"]
-    text = "\n".join(lines) + "\n"
-    Path(path).write_text(text)
-    return text
+              "the seeds)."]
+    return write_report(path, lines, [display_command(c) for c in commands],
+                        discussion=HERE / "discussion.md")
 
 
 def main(argv=None) -> None:

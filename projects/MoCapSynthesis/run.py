@@ -54,11 +54,10 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, recorded_step, resumable_training,
-                                         run_command, seed_dir, shrunk_schedule)
+                                         run_command, seed_dir, shrunk_schedule, write_report)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
-from densepose_ext.utils import atomic_write
-from synthesis.pose_sources import (SAME_POSE_DEG, TEST_MOTIONS, SequencePoseSource,
-                                    resolve_pose_source, shared_frames)
+from synthesis.motions import SAME_POSE_DEG, TEST_MOTIONS
+from synthesis.pose_sources import SequencePoseSource, resolve_pose_source, shared_frames
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -411,20 +410,11 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: dict) ->
                   "rule; left: image, person mask and keypoints (the projected query pose); right: "
                   "the DensePose labels carried through the warps.", ""]
         for assignment, sheet in sheets.items():
-            lines += [f"{assignment}: [`{sheet}`]({sheet})", "", f"![{assignment}]({sheet})", ""]
-    lines += ["## Commands", "", "Run from the repository root:", "", "```bash"]
-    steps = [*extra.get("prepare", []), *stitch.values(), classes]
-    lines += [display_command(s["command"]) for s in steps if s]
-    for recs in rows.values():
-        lines += [display_command(r["command"]) for r in recs]
-    lines += ["```"]
-    discussion = HERE / "discussion.md"
-    if discussion.is_file():
-        lines += ["", discussion.read_text().rstrip()]
-    text = "\n".join(lines) + "\n"
-    with atomic_write(Path(path), "w") as f:
-        f.write(text)
-    return text
+            lines += ["", f"{assignment}: [`{sheet}`]({sheet})", "", f"![{assignment}]({sheet})"]
+    steps = [s for s in (*extra.get("prepare", []), *stitch.values(), classes) if s]
+    steps += [r for recs in rows.values() for r in recs]
+    return write_report(path, lines, [display_command(s["command"]) for s in steps],
+                        discussion=HERE / "discussion.md")
 
 
 def main(argv=None) -> None:

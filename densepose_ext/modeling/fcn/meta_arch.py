@@ -20,6 +20,8 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
+from densepose_ext.body.official_formats import UV_SYMMETRY
+from densepose_ext.data import build_transform_data_loader
 from densepose_ext.structures import DensePoseChartOutput, DensePoseTransformData
 
 from ..unsupported import check_supported_config
@@ -27,14 +29,8 @@ from .crop_inference import person_crop_inference
 from .head import DensePoseFCNHead, upsample_maps
 from .instances import crop_maps_to_boxes, person_components
 from .losses import DensePoseFCNLoss
-from .multiscale import (
-    flip_back,
-    merge_predictions,
-    resize_image,
-    resize_maps,
-    scaled_size,
-    to_log_probs,
-)
+from .multiscale import (flip_back, merge_predictions, resize_image, resize_maps, scaled_size,
+                         to_log_probs)
 
 __all__ = ["DensePoseFCN"]
 
@@ -46,15 +42,11 @@ def transform_data_loader(cfg: CfgNode) -> Callable[[], DensePoseTransformData]:
     inference): DENSEPOSE_DATA_DIR's official file, else
     the tables of the test (or training) dataset's body model, as the dataset mapper does."""
     if cfg.DENSEPOSE_DATA_DIR:
-        from densepose_ext.body.official_formats import UV_SYMMETRY
-
         return functools.partial(
             DensePoseTransformData.from_mat, os.path.join(cfg.DENSEPOSE_DATA_DIR, UV_SYMMETRY)
         )
     names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
     if names:
-        from densepose_ext.data import build_transform_data_loader
-
         return build_transform_data_loader(names[0])
     return DensePoseTransformData.from_body_model
 
