@@ -104,17 +104,11 @@ def _cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
     return out
 
 
-#: cycles not yet taken apart; each edit of these modules changes the body template's cache key
-#: (and so every rendered split), so they are split in one step of their own
-KNOWN_CYCLES = [["densepose_ext.body.keypoints", "densepose_ext.body.rigging",
-                 "densepose_ext.body.template"]]
-
-
 def test_no_import_cycle():
     graph: Dict[str, Set[str]] = {}
     for src, dst, _ in project_imports():
         # a package's __init__ importing its own submodules is how it exports them
         if src != dst and not dst.startswith(src + "."):
             graph.setdefault(src, set()).add(dst)
-    cycles = [c for c in _cycles(graph) if c not in KNOWN_CYCLES]
+    cycles = _cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)

@@ -42,7 +42,7 @@ def sphere_report(subdivisions: int) -> dict:
 
 
 def body_report() -> dict:
-    from densepose_ext.body.template import get_template
+    from densepose_ext.body.assembly import get_template
 
     t = get_template()
     t0 = time.perf_counter()

@@ -17,9 +17,11 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 
 from ..utils import atomic_write, cache_dir
+from .assembly import get_template
 from .charts import Charts, build_charts
 from .geodesics import pairwise_geodesics
 from .official_formats import DensePoseDataFiles, condensed_to_square, write_official_files
+from .smpl_io import write_smpl_pickle
 from .symmetry import compute_uv_symmetry_transforms, flip_iuv
 
 logger = logging.getLogger(__name__)
@@ -276,8 +278,6 @@ def _cache_key(template) -> str:
 
 def build_body_model(template=None, directory: Optional[PathLike] = None) -> BodyModel:
     """Build (or load from ``directory``) the embedded body model of ``template``."""
-    from .smpl_io import write_smpl_pickle
-    from .template import get_template
 
     template = get_template() if template is None else template
     directory = Path(directory) if directory else cache_dir() / "body" / _cache_key(template)

@@ -9,11 +9,11 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from .assembly import get_template
 from .pose import JOINT_NAMES
 
 __all__ = ["COCO_KEYPOINT_NAMES", "COCO_SKELETON", "COCO_FLIP_MAP", "COCO_FLIP_INDEX",
-           "COCO_KEYPOINT_SOURCES", "keypoint_surface_vertex", "coco_keypoints",
-           "face_landmark_vertices"]
+           "COCO_KEYPOINT_SOURCES", "keypoint_surface_vertex", "coco_keypoints"]
 
 COCO_KEYPOINT_NAMES: Tuple[str, ...] = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
@@ -47,23 +47,6 @@ COCO_KEYPOINT_SOURCES: Dict[str, Tuple[str, object]] = {
 }
 
 
-def face_landmark_vertices(vertices: np.ndarray, mirror: np.ndarray,
-                           head_joint: np.ndarray) -> Dict[str, int]:
-    """Pick the face keypoint vertices of a rest-pose template (done once, at build time).
-
-    Nose: the most forward vertex on the symmetry plane above the head joint; left eye and
-    left ear: the vertices nearest to typical offsets from the head joint; right ones are
-    their mirror images, so the choice is exactly symmetric.
-    """
-    rel = vertices - np.asarray(head_joint)
-    plane = np.flatnonzero((rel[:, 1] > -0.025) & (vertices[:, 0] == 0.0))
-    nose = int(plane[np.argmax(rel[plane, 2])])
-    left_eye = int(np.argmin(np.linalg.norm(rel - [0.032, 0.087, 0.10], axis=1)))
-    left_ear = int(np.argmin(np.linalg.norm(rel - [0.09, 0.06, 0.0], axis=1)))
-    return {"nose": nose, "left_eye": left_eye, "right_eye": int(mirror[left_eye]),
-            "left_ear": left_ear, "right_ear": int(mirror[left_ear])}
-
-
 def keypoint_surface_vertex(vertex_ids: Optional[Dict[str, int]] = None) -> np.ndarray:
     """(17,) int64: the mesh vertex of each surface keypoint, -1 for joint keypoints.
 
@@ -72,8 +55,6 @@ def keypoint_surface_vertex(vertex_ids: Optional[Dict[str, int]] = None) -> np.n
     (name -> vertex) defaults to the built-in template's face landmarks.
     """
     if vertex_ids is None:
-        from .template import get_template
-
         vertex_ids = get_template().keypoint_vertices
     out = np.full(len(COCO_KEYPOINT_NAMES), -1, dtype=np.int64)
     for k, name in enumerate(_FACE):

@@ -9,10 +9,12 @@ import numpy as np
 from scipy.optimize import nnls
 
 from . import pose as _pose
-from .template import _EPS, NUM_BETAS, SKELETON, mesh_adjacency
+from .template import EPS, NUM_BETAS, SKELETON, mesh_adjacency
 
 __all__ = ["bones", "project_on_bones", "skinning_weights", "joint_regressor", "descendants",
            "shape_directions"]
+
+
 def bones() -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per joint the bone segment it rotates (start, end (24, 3)) and a nominal radius (24,)."""
     J = SKELETON
@@ -50,7 +52,7 @@ def _project_onbones(v: np.ndarray, start: np.ndarray, end: np.ndarray
                       ) -> Tuple[np.ndarray, np.ndarray]:
     """Closest points on every bone (N, 24, 3) and their bone parameters t in [0, 1] (N, 24)."""
     d = end - start
-    t = np.einsum("njk,jk->nj", v[:, None, :] - start[None], d) / np.maximum((d * d).sum(1), _EPS)
+    t = np.einsum("njk,jk->nj", v[:, None, :] - start[None], d) / np.maximum((d * d).sum(1), EPS)
     t = np.clip(t, 0.0, 1.0)
     return start[None] + t[..., None] * d[None], t
 

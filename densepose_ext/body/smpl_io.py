@@ -16,6 +16,7 @@ import numpy as np
 from scipy import sparse
 
 from ..utils import atomic_write
+from .assembly import get_template
 
 __all__ = ["SmplFileError", "REQUIRED_KEYS", "write_smpl_pickle", "read_smpl_pickle",
            "load_smplx_model", "smplx_vertex_ids"]
@@ -142,8 +143,6 @@ def load_smplx_model(path: PathLike, batch_size: int = 1, vertex_ids: Dict[str, 
     data["J_regressor"] = sparse.csc_matrix(data["J_regressor"])
     n = data["v_template"].shape[0]
     if vertex_ids is None and n != 6890:
-        from .template import get_template
-
         tpl = get_template()
         if n != tpl.num_vertices:
             raise SmplFileError(f"{path}: {n} vertices; pass vertex_ids for this mesh")

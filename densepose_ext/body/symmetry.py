@@ -24,7 +24,6 @@ __all__ = [
 ]
 
 
-
 def _closest_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
                           ) -> np.ndarray:
     """Barycentrics (...,3) of the point of triangle (a,b,c) closest to p; all (...,3).

@@ -1,4 +1,5 @@
-"""Procedural SMPL-format body template: the surface, and its assembly with the rigging.
+"""Procedural SMPL-format body template: the surface (assembled with the rigging and cached by
+:mod:`.assembly`).
 
 The surface is the zero level set of a smooth union of round cones and ellipsoids laid along
 the SMPL skeleton, meshed by marching cubes on the person's left half (x >= 0) and mirrored, so
@@ -6,12 +7,7 @@ the mesh is exactly left-right symmetric, closed and manifold. Coordinates: metr
 body faces +z, the person's left is +x, the **pelvis joint is at the origin** (soles at about
 y = -0.95). The model has no pose correctives (``posedirs`` is zero).
 """
-import hashlib
-import logging
-import pickle
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -19,17 +15,15 @@ from scipy import sparse
 
 from . import pose as _pose
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["BodyTemplate", "build_template", "get_template", "template_cache_path",
-           "TEMPLATE_VERSION", "SKELETON", "body_field", "vertex_normals"]
+__all__ = ["BodyTemplate", "TEMPLATE_VERSION", "NUM_BETAS", "SKELETON", "EPS", "body_field",
+           "vertex_normals", "mesh_adjacency", "mesh_symmetric", "relax"]
 
 #: bump by hand for changes the source hash would not see (e.g. dependency behaviour)
 TEMPLATE_VERSION = "1"
 NUM_BETAS = 10
 NUM_POSE_BASIS = 207
 GRID_SPACING = 0.0215  # marching-cubes voxel (m); sets the vertex count (~5000)
-_EPS = 1e-12
+EPS = 1e-12
 
 
 @dataclass
@@ -171,7 +165,7 @@ def _sd_primitive(p: _Primitive, pts: np.ndarray) -> np.ndarray:
         q = pts - a
         k0 = np.linalg.norm(q / r, axis=1)
         k1 = np.linalg.norm(q / (r * r), axis=1)
-        return k0 * (k0 - 1.0) / np.maximum(k1, _EPS)
+        return k0 * (k0 - 1.0) / np.maximum(k1, EPS)
     b = np.asarray(p.b)
     ba = b - a
     t = np.clip((pts - a) @ ba / float(ba @ ba), 0.0, 1.0)
@@ -197,7 +191,7 @@ def body_field(pts: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- meshing
-def _mesh_symmetric(spacing: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def mesh_symmetric(spacing: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Marching cubes on the x >= 0 half, mirrored and welded on the x = 0 plane.
 
     Returns vertices, faces, the vertex mirror permutation and ``F_half``: faces
@@ -237,7 +231,7 @@ def vertex_normals(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     vn = np.zeros_like(v)
     for k in range(3):
         np.add.at(vn, f[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), _EPS)
+    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), EPS)
 
 
 def mesh_adjacency(f: np.ndarray, n: int) -> sparse.csr_matrix:
@@ -256,11 +250,11 @@ def _project_to_surface(v: np.ndarray, steps: int = 3) -> np.ndarray:
         d = body_field(v)
         g = np.stack([(body_field(v + e * ax) - body_field(v - e * ax)) / (2 * e)
                       for ax in np.eye(3)], 1)
-        v = v - (d / np.maximum((g * g).sum(1), _EPS))[:, None] * g
+        v = v - (d / np.maximum((g * g).sum(1), EPS))[:, None] * g
     return v
 
 
-def _relax(v: np.ndarray, f: np.ndarray, mirror: np.ndarray, iterations: int,
+def relax(v: np.ndarray, f: np.ndarray, mirror: np.ndarray, iterations: int,
            spacing: float) -> np.ndarray:
     """Tangential Laplacian relaxation + reprojection: evens out marching-cubes slivers.
 
@@ -281,69 +275,3 @@ def _relax(v: np.ndarray, f: np.ndarray, mirror: np.ndarray, iterations: int,
         v[plane, 0] = 0.0
         v = 0.5 * (v + v[mirror] * s)
     return v
-
-
-# ----------------------------------------------------------------------------- assembly
-def _source_hash() -> str:
-    """Hash of the code that defines the template: any edit gives a new cache file."""
-    h = hashlib.sha1(TEMPLATE_VERSION.encode())
-    here = Path(__file__).resolve().parent
-    for name in ("template.py", "rigging.py", "parts.py", "pose.py", "keypoints.py"):
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
-
-
-def build_template(spacing: float = GRID_SPACING, relax_iterations: int = 10) -> BodyTemplate:
-    """Build the body template from scratch (deterministic; a few seconds)."""
-    from .keypoints import face_landmark_vertices
-    from .parts import assign_face_parts
-    from .rigging import joint_regressor, shape_directions, skinning_weights
-
-    v, f, mirror, f_half = _mesh_symmetric(spacing)
-    v = _relax(v, f, mirror, relax_iterations, spacing)
-    face_mirror = np.concatenate([np.arange(f_half) + f_half, np.arange(f_half)])
-    face_part = assign_face_parts(v, f, SKELETON, face_mirror)
-    weights = skinning_weights(v, f, mirror)
-    reg = joint_regressor(v, mirror, SKELETON)
-    shapedirs = shape_directions(v, weights, mirror)
-    joints = reg @ v
-    shift = np.array([0.0, joints[0, 1], joints[0, 2]])  # pelvis joint -> origin
-    v = v - shift
-    joints = reg @ v
-    joints[:, 0] = np.where(_pose.MIRROR_JOINTS == np.arange(24), 0.0, joints[:, 0])
-    landmarks = face_landmark_vertices(v, mirror, joints[_pose.JOINT_NAMES.index("head")])
-    return BodyTemplate(
-        vertices=v, faces=f.astype(np.int64), joints=joints, parents=_pose.PARENTS.copy(),
-        weights=weights, J_regressor=reg, shapedirs=shapedirs,
-        posedirs=np.zeros((len(v), 3, NUM_POSE_BASIS)), face_part=face_part,
-        mirror=mirror, face_mirror=face_mirror.astype(np.int64),
-        keypoint_vertices=landmarks, version=f"{TEMPLATE_VERSION}-{_source_hash()}",
-    )
-
-
-def template_cache_path() -> Path:
-    """Cache file of the current template code version."""
-    from ..utils import cache_dir
-
-    return cache_dir() / "body" / f"template_v{TEMPLATE_VERSION}_{_source_hash()}.pkl"
-
-
-@lru_cache(maxsize=1)
-def get_template() -> BodyTemplate:
-    """The body template, built once and cached on disk (pickled, written atomically)."""
-    from ..utils import atomic_write
-
-    path = template_cache_path()
-    if path.exists():
-        try:
-            with open(path, "rb") as fh:
-                tpl = pickle.load(fh)
-            if isinstance(tpl, BodyTemplate):
-                return tpl
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
-            logger.warning("Ignoring unreadable body template cache %s (%s)", path, e)
-    logger.info("Building the body template (cached at %s)", path)
-    tpl = build_template()
-    with atomic_write(path, "wb") as fh:
-        pickle.dump(tpl, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    return tpl

@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from pycocotools import mask as mask_util
 
 from ..body.charts import NUM_PARTS
 
@@ -38,23 +39,17 @@ NUM_COARSE_PARTS = 14
 
 
 def compressed_rle(rle: dict, height: int, width: int) -> dict:
-    """A COCO RLE dict (uncompressed counts, or compressed as text or bytes) in the form
-    ``pycocotools.mask`` reads (compressed, bytes counts)."""
-    from pycocotools import mask as mask_util
-
+    """A COCO RLE dict (uncompressed counts, or compressed as text or bytes) in a form
+    ``pycocotools.mask`` reads: compressed ones as they are, uncompressed ones compressed."""
     if isinstance(rle["counts"], list):  # uncompressed RLE
         return mask_util.frPyObjects(rle, height, width)
-    counts = rle["counts"]
-    return {"size": list(rle["size"]),
-            "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return rle
 
 
 def segmentation_to_mask(segm, height: int, width: int) -> np.ndarray:
     """(height, width) bool mask of a COCO ``segmentation``: polygons (their union; an empty
     list is an empty mask), uncompressed RLE or compressed RLE. A malformed value raises
     ``ValueError`` (callers add the file and record)."""
-    from pycocotools import mask as mask_util
-
     try:
         if isinstance(segm, list):
             if not segm:
@@ -95,8 +90,6 @@ def encode_dp_masks(coarse: np.ndarray) -> List:
     """The 14 ``dp_masks`` (COCO RLE with text counts, ``[]`` for an absent part) of a
     (256,256) coarse label map (0 = background, 1..14); the inverse of
     :func:`decode_dp_masks`."""
-    from pycocotools import mask as mask_util
-
     coarse = np.asarray(coarse)
     if coarse.shape != (FRAME_SIZE, FRAME_SIZE):
         raise ValueError(f"coarse label map must be {FRAME_SIZE}x{FRAME_SIZE}, got {coarse.shape}")
@@ -119,19 +112,17 @@ def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
     masks). All masks are decoded in one pycocotools call. A malformed or wrongly sized mask
     raises ``ValueError`` naming its index.
     """
-    from pycocotools import mask as mask_util
-
     rles, labels = [], []
     for k, rle in enumerate(dp_masks):
         if not isinstance(rle, dict):
             continue
         try:
             rles.append(compressed_rle(rle, FRAME_SIZE, FRAME_SIZE))
+            size = tuple(rles[-1]["size"])
         except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise ValueError(f"bad dp_masks[{k}] ({type(e).__name__}: {e})") from None
-        if tuple(rles[-1]["size"]) != (FRAME_SIZE, FRAME_SIZE):
-            raise ValueError(f"dp_masks[{k}] is {tuple(rles[-1]['size'])}, expected "
-                             f"{(FRAME_SIZE, FRAME_SIZE)}")
+        if size != (FRAME_SIZE, FRAME_SIZE):
+            raise ValueError(f"dp_masks[{k}] is {size}, expected {(FRAME_SIZE, FRAME_SIZE)}")
         labels.append(k + 1)
     if not rles:
         return np.zeros((FRAME_SIZE, FRAME_SIZE), dtype=np.uint8)
@@ -146,8 +137,6 @@ def decode_dp_masks(dp_masks: Sequence) -> np.ndarray:
 def dp_masks_union(dp_masks: Sequence, limit: Optional[int] = None) -> np.ndarray:
     """(256,256) bool person mask: the union of the ``dp_masks`` entries (the first ``limit``),
     merged in RLE form and decoded once."""
-    from pycocotools import mask as mask_util
-
     entries = list(dp_masks)[:limit] if limit else list(dp_masks)
     rles = [compressed_rle(m, FRAME_SIZE, FRAME_SIZE) for m in entries
             if isinstance(m, dict) and m]

@@ -12,7 +12,8 @@ from densepose_ext.body import keypoints as K
 from densepose_ext.body import parts as P
 from densepose_ext.body import pose as PO
 from densepose_ext.body import smpl_io as S
-from densepose_ext.body.template import SKELETON, get_template, template_cache_path
+from densepose_ext.body.assembly import get_template, template_cache_path
+from densepose_ext.body.template import SKELETON
 
 JI = {n: i for i, n in enumerate(PO.JOINT_NAMES)}
 
