@@ -239,8 +239,12 @@ class PairSimilarities:
     """
 
     def __init__(self, body, coco_gt: COCO, coco_dt: COCO, max_dets: int = 20,
-                 source: str = "ground truth", protocol: str = "exact"):
+                 source: str = "ground truth", protocol: str = "exact",
+                 gt_cache_file: Optional[str] = None):
+        """``gt_cache_file``: where the prepared ground truth is kept between processes
+        (:func:`.gt_preparation.gt_cache_file`); None keeps it in this process only."""
         self.body = body
+        self.gt_cache_file = gt_cache_file
         self.coco_gt = coco_gt
         self.coco_dt = coco_dt
         self.max_dets = max_dets
@@ -273,8 +277,9 @@ class PairSimilarities:
         dt_boxes = np.array([d["bbox"] for d in all_dts], np.float64).reshape(-1, 4)
         decoded = _decode_all(all_dts)
         try:
-            points, gt_masks = gt_preparation(self.coco_gt, self.body, self.protocol, self.source,
-                                              DensePoseEvaluationError).get(all_gts, gt_hw)
+            points, gt_masks = gt_preparation(
+                self.coco_gt, self.body, self.protocol, self.source, DensePoseEvaluationError,
+                self.gt_cache_file).get(all_gts, gt_hw)
         finally:
             maps = decoded()
         v = self._pair_values(n_d, n_g, points, maps, dt_boxes)

@@ -44,6 +44,7 @@ from ..utils import atomic_write
 from .densepose_coco_eval import (DECODED_KEY, DensePoseEvaluationError, PairSimilarities,
                                   build_coco_detections, evaluate_ap)
 from .gps import NORMALIZATIONS, PAPER_KAPPA
+from .gt_preparation import gt_cache_file
 from .iuv import box_grid_size, instances_to_box_iuvs
 from .pointwise import auc_metrics, best_gps_point_errors, concatenate_errors
 from .protocol import DEFAULT_PROTOCOL, PROTOCOL_DESCRIPTIONS, check_protocol
@@ -125,13 +126,16 @@ def evaluate_densepose_results(coco_gt: COCO, results: Sequence[dict], body,
                                normalization: str = "coarse_part",
                                img_ids: Optional[Sequence[int]] = None, max_dets: int = 20,
                                source: str = "ground truth",
-                               protocol: str = DEFAULT_PROTOCOL) -> "OrderedDict[str, dict]":
+                               protocol: str = DEFAULT_PROTOCOL,
+                               gt_cache_file: Optional[str] = None) -> "OrderedDict[str, dict]":
     """GPS / GPSm AP-AR under both normalisations and the pointwise AUCs of result records,
     under the evaluation ``protocol`` (:mod:`.protocol`; the records should have been made
     with the same one).
 
-    ``img_ids`` restricts evaluation to those images (default: every GT image). Returns the
-    results dict described in the module docstring.
+    ``img_ids`` restricts evaluation to those images (default: every GT image);
+    ``gt_cache_file`` keeps the prepared ground truth for later processes
+    (:func:`.gt_preparation.gt_cache_file`). Returns the results dict described in the module
+    docstring.
     """
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"unknown GPS normalisation {normalization!r}; "
@@ -139,7 +143,7 @@ def evaluate_densepose_results(coco_gt: COCO, results: Sequence[dict], body,
     check_protocol(protocol)
     coco_dt = build_coco_detections(coco_gt, results)
     pairs = PairSimilarities(body, coco_gt, coco_dt, max_dets=max_dets, source=source,
-                             protocol=protocol)
+                             protocol=protocol, gt_cache_file=gt_cache_file)
     img_ids = sorted(coco_gt.getImgIds() if img_ids is None else set(img_ids))
     unknown = [i for i in img_ids if i not in coco_gt.imgs]
     if unknown:
@@ -283,7 +287,8 @@ class DensePoseEvaluator(DatasetEvaluator):
         metrics = evaluate_densepose_results(
             self._ground_truth(), results, self._body, self._normalization,
             img_ids=img_ids, max_dets=self._max_dets, source=self._json_file,
-            protocol=self._protocol)
+            protocol=self._protocol,
+            gt_cache_file=gt_cache_file(self._json_file, self._protocol, self._body))
         self._report(metrics, len(set(img_ids)), len(results))
         return metrics
 

@@ -293,6 +293,38 @@ def test_ground_truth_is_prepared_once_per_process_and_gives_the_same_numbers(bo
     assert again["densepose_gps"]["AR"] == pytest.approx(200 / 3)  # two of three persons found
 
 
+def test_prepared_ground_truth_is_kept_in_its_cache_file(body, toy_eval, tmp_path, monkeypatch):
+    import os
+
+    from densepose_ext.evaluation import gt_preparation as prep
+
+    coco_gt, results = toy_eval
+    fresh = lambda: _coco(coco_gt.dataset["images"], coco_gt.dataset["annotations"])  # noqa: E731
+    calls = []
+    collect = prep.collect_gt_points
+    monkeypatch.setattr(prep, "collect_gt_points",
+                        lambda body, anns, *a: calls.append(len(anns)) or collect(body, anns, *a))
+    path = tmp_path / "gt.npz"
+    first = evaluate_densepose_results(fresh(), results, body, "paper", protocol="exact",
+                                       gt_cache_file=str(path))
+    assert path.is_file() and calls == [4]
+    # a new GT object (a new process) reads the file: same numbers, nothing prepared
+    again = evaluate_densepose_results(fresh(), results, body, "paper", protocol="exact",
+                                       gt_cache_file=str(path))
+    assert again == first and calls == [4]
+    path.write_bytes(b"not an npz")  # an unreadable file is ignored and written anew
+    assert evaluate_densepose_results(fresh(), results, body, "paper", protocol="exact",
+                                      gt_cache_file=str(path)) == first and calls == [4, 4]
+    # the file name follows the GT file, the protocol and the body
+    js = tmp_path / "gt.json"
+    js.write_text("{}")
+    name = prep.gt_cache_file(str(js), "exact", body)
+    assert name == prep.gt_cache_file(str(js), "exact", body)
+    assert name != prep.gt_cache_file(str(js), "detectron2", body)
+    os.utime(js, ns=(1, 1))
+    assert name != prep.gt_cache_file(str(js), "exact", body)
+
+
 # ---------------------------------------------------------------------- evaluator end to end
 class _ChartOutput(SimpleNamespace):
     def __len__(self):
