@@ -15,6 +15,7 @@ from typing import Sequence
 
 import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 __all__ = ["add_densepose_config", "get_densepose_cfg", "setup_densepose_cfg"]
 
@@ -327,8 +328,6 @@ def add_densepose_config(cfg: CN) -> CN:
 
 def get_densepose_cfg() -> CN:
     """A detectron2 default config with the DensePose keys added."""
-    from detectron2.config import get_cfg
-
     return add_densepose_config(get_cfg())
 
 

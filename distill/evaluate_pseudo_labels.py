@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from detectron2.data import MetadataCatalog
 from pycocotools import mask as mask_util
 
 import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
@@ -97,8 +98,6 @@ def _point_errors(body, p: dict, truth_id: Optional[int], dense: Dict[str, np.nd
 def evaluate_pseudo_labels(pseudo_dir, truth_dataset: Optional[str] = None,
                            body=None) -> "OrderedDict[str, object]":
     """The metrics of the module docstring for one pseudo-label directory."""
-    from detectron2.data import MetadataCatalog
-
     pseudo_dir = Path(pseudo_dir)
     params = read_pseudo_params(pseudo_dir)
     if truth_dataset is None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from detectron2.data import DatasetCatalog
 
 import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
 from densepose_ext.data.interpolated import ANNOTATIONS_FILE, read_params
@@ -143,8 +144,6 @@ def evaluate_targets(dataset_name: str, targets_dir: os.PathLike, body=None,
     ``body``: body model for geodesics (default: the one the dataset's metadata names).
     Persons without a target are counted (``persons_without_target``), not compared.
     """
-    from detectron2.data import DatasetCatalog
-
     targets_dir = Path(targets_dir)
     params = read_params(targets_dir)
     if params["source_dataset"] != dataset_name:

@@ -15,9 +15,9 @@ the same way instead: the oracle targets, an upper bound for what a teacher can 
 DIR (default ``$DENSEPOSE_INTERPOLATED_ROOT/<D>``, i.e. ``datasets/interpolated/<D>``) gets
 ``interpolation.json``, ``targets/<annotation id>.png`` and, last, ``annotations.json`` = D's
 json with ``dp_dense_file`` on each annotated person; it is then registered as
-``<D>_interpolated`` in every process that imports ``densepose_ext.data`` (see
-:mod:`densepose_ext.data.interpolated`). Files are written atomically; a rerun skips targets already written
-and valid, so an interrupted run resumes, and refuses a DIR begun with other settings.
+``<D>_interpolated`` in every process that imports the built-in datasets
+(:mod:`synthesis.builtin_datasets`, :mod:`densepose_ext.data.interpolated`). Files are written
+atomically; a rerun skips targets already written and valid, so an interrupted run resumes, and refuses a DIR begun with other settings.
 Training on it: ``DATASETS.TRAIN ("<D>_interpolated",)``; ``INPUT.DENSEPOSE_DENSE_POINTS``
 points per person are drawn from its target at every iteration (see the dataset mapper).
 """
@@ -35,6 +35,12 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, BoxMode, Instances
+from tqdm import tqdm
 
 import densepose_ext.modeling  # noqa: F401  (registers the models)
 import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
@@ -103,8 +109,6 @@ class TeacherTargets:
     """
 
     def __init__(self, model, cfg, size: int = FRAME_SIZE, mask_source: str = "dp_masks"):
-        from detectron2.data import detection_utils as utils
-        from detectron2.data import transforms as T
 
         if not callable(getattr(model, "inference", None)):
             raise InterpolationError(
@@ -118,9 +122,6 @@ class TeacherTargets:
         self.mask_source = mask_source
 
     def _input(self, record: dict, anns: Sequence[dict]):
-        from detectron2.data import detection_utils as utils
-        from detectron2.data import transforms as T
-        from detectron2.structures import Boxes, BoxMode, Instances
 
         try:
             image = utils.read_image(record["file_name"], format=self.image_format)
@@ -193,8 +194,6 @@ class ExactTargets:
 
 def build_teacher(config_file: str, weights: str, opts: Sequence[str] = ()):
     """(model in eval mode with ``weights`` loaded, its frozen config)."""
-    from detectron2.modeling import build_model
-
     if not os.path.isfile(weights):
         raise InterpolationError(f"{weights}: teacher weights not found")
     cfg = setup_densepose_cfg(config_file, opts)
@@ -278,8 +277,6 @@ def interpolate_dataset(
         a summary: out_dir, images, persons, written, skipped (valid targets found),
         empty_masks (persons whose GT mask is empty: all-zero target).
     """
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     if size < 1:
         raise InterpolationError(f"target size must be positive, got {size}")
     if mask_source not in MASK_SOURCES:
@@ -387,7 +384,6 @@ class _NoProgress:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return _NoProgress()
-    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
 

@@ -23,8 +23,9 @@ DIR (default ``$DENSEPOSE_PSEUDO_ROOT/<name>``, i.e. ``datasets/pseudo_labeled/<
 name = the dataset or the image folder's name) gets ``pseudo_label.json`` (settings),
 ``detections/<image id>.json`` and ``targets/<image id>_<k>.png`` per image, and, once every
 image of every shard is done, ``annotations.json`` (images referenced, not copied). It is then
-registered as ``<name>_pseudo`` in every process that imports ``densepose_ext.data`` (see
-:mod:`densepose_ext.data.pseudo_labeled`). Files are written atomically; a rerun skips finished images;
+registered as ``<name>_pseudo`` in every process that imports the built-in datasets
+(:mod:`synthesis.builtin_datasets`, :mod:`densepose_ext.data.pseudo_labeled`). Files are
+written atomically; a rerun skips finished images;
 shards (image k goes to shard k mod n) may run in parallel, in any order, and the last one to
 finish writes the dataset. Deterministic: same inputs, same files.
 """
@@ -39,6 +40,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from PIL import Image
 from torch.nn import functional as F
 
 import synthesis.builtin_datasets  # noqa: F401  (registers the built-in datasets)
@@ -82,8 +87,6 @@ class PseudoLabelError(ValueError):
 def image_folder_records(image_dir: os.PathLike) -> List[dict]:
     """Records (file_name, image_id 1..N in sorted file order, height, width) of the images
     directly in ``image_dir``; an unreadable image is an error naming it."""
-    from PIL import Image
-
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise PseudoLabelError(f"{image_dir}: not a directory")
@@ -123,8 +126,6 @@ class PseudoLabeller:
     """
 
     def __init__(self, model, cfg, multi_transform: bool = False, target_size: int = FRAME_SIZE):
-        from detectron2.data import detection_utils as utils
-        from detectron2.data import transforms as T
 
         self.cfg = cfg
         self.image_format = cfg.INPUT.FORMAT
@@ -393,8 +394,6 @@ def finalize(out_dir: Path, records: Sequence[dict], params: dict, per_image: Op
 # --------------------------------------------------------------------------- command line
 def _source(args) -> Tuple[str, List[dict], str, Optional[str]]:
     """(source description, records, image root, dataset whose metadata the labels take)."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     if args.dataset:
         if args.dataset not in DatasetCatalog.list():
             raise PseudoLabelError(f"dataset {args.dataset!r} is not registered")
@@ -442,9 +441,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not 0 <= args.shard < args.num_shards:
         parser.error(f"--shard must lie in [0, {args.num_shards})")
-
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     try:
         source, records, image_root, meta_name = _source(args)
         model, cfg = build_teacher(args.config_file, args.weights, args.opts)

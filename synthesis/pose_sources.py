@@ -12,6 +12,7 @@ path (:func:`resolve_pose_source`):
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple, Union
 
@@ -79,8 +80,6 @@ class SequencePoseSource(PoseSource):
         return poses, tags
 
     def describe(self) -> str:
-        import hashlib
-
         h = hashlib.sha1()
         for s in self.sequences:
             h.update(s.name.encode())

@@ -36,6 +36,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from densepose_ext.utils import atomic_write
 
@@ -105,8 +107,6 @@ def _check_render_args(num_images: int, seed: int, width: int, height: int, max_
 def _torch_single_thread() -> Iterator[None]:
     """Compute with one torch thread (restored afterwards): results then do not depend on
     the caller's thread settings, so the same seed gives the same bytes everywhere."""
-    import torch
-
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -204,8 +204,6 @@ def _render_and_write(out_dir: Path, index: int, seed: int, width: int, height: 
 
 
 def _worker_init() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -308,7 +306,6 @@ def render_dataset(out_dir, num_images: int, seed: int, width: int = 256, height
     _check_no_shrink(out_dir, num_images)
     todo = [i for i in range(num_images) if not _is_done(out_dir, i + 1)]
     jobs = [(out_dir, i, seed, width, height, max_people, jpeg_quality, poses) for i in todo]
-    from tqdm import tqdm
 
     bar = tqdm(total=num_images, initial=num_images - len(todo), disable=not progress,
                desc="render", unit="img")

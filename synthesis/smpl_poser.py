@@ -6,11 +6,13 @@ keypoints in 3D (:class:`PosedBodies`).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
+import torch
 
 from densepose_ext.body.body_model import get_body_model
 from densepose_ext.body.keypoints import coco_keypoints
@@ -56,8 +58,6 @@ class SMPLPoser:
 
     def _model(self, batch: int):
         if batch not in self._models:
-            import torch
-
             model = load_smplx_model(str(self.model_path), batch_size=batch, dtype=torch.float64)
             if self.face_vertices is None:
                 n = int(model.v_template.shape[0])
@@ -71,8 +71,6 @@ class SMPLPoser:
     @property
     def fingerprint(self) -> str:
         """Hash of the model file (results depend on the exact model)."""
-        import hashlib
-
         return hashlib.sha1(self.model_path.read_bytes()).hexdigest()[:16]
 
     @property
@@ -83,8 +81,6 @@ class SMPLPoser:
              betas: Optional[np.ndarray] = None) -> PosedBodies:
         """Pose (B,72) parameters with (B,3) translations and (B,K) or (K,) shapes (extra
         shape values beyond the model's are ignored, missing ones are 0)."""
-        import torch
-
         poses = np.atleast_2d(np.asarray(poses, dtype=np.float64))
         b = len(poses)
         trans = np.zeros((b, 3)) if trans is None else np.broadcast_to(np.asarray(trans, np.float64), (b, 3))

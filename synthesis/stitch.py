@@ -45,6 +45,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
+from tqdm import tqdm
 
 from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from densepose_ext.body.parts import FINE_TO_COARSE
@@ -433,7 +434,6 @@ def stitch_dataset(out_dir, num_images: int, seed: int, sources: Optional[str] =
     _check_params(out_dir, params)
     mine = range(shard, num_images, num_shards)
     todo = [k for k in mine if not _is_done(out_dir, k + 1)]
-    from tqdm import tqdm
 
     desc = "stitch" if num_shards == 1 else f"stitch {shard}/{num_shards}"
     with tqdm(total=len(mine), initial=len(mine) - len(todo), disable=not progress, desc=desc, unit="img") as bar:

@@ -10,10 +10,10 @@ from typing import List, Optional
 
 import numpy as np
 
+from .body_model import get_body_model
+
 
 def _info(args: argparse.Namespace) -> int:
-    from .body_model import get_body_model
-
     body = get_body_model()
     parts = np.bincount(body.charts.face_part, minlength=25)[1:]
     info = {
@@ -30,8 +30,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .body_model import get_body_model
-
     body = get_body_model()
     paths = body.export(args.out)
     geo = body.geodesics

@@ -67,7 +67,7 @@ def _heat_rows(
     vertices: np.ndarray, faces: np.ndarray, sources: np.ndarray, t_coef: float
 ) -> np.ndarray:
     """Raw heat-method distances (S,N) float64; +inf between different components."""
-    import potpourri3d as pp3d
+    import potpourri3d as pp3d  # optional: only the heat-method geodesics need it
 
     n = len(vertices)
     labels = _components(vertices, faces)

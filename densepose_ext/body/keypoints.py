@@ -8,6 +8,7 @@ annotators mark them), so they are the hip joints pushed 25 % further from the p
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+import torch
 
 from .assembly import get_template
 from .pose import JOINT_NAMES
@@ -78,6 +79,5 @@ def coco_keypoints(vertices, joints, vertex_ids: Optional[Dict[str, int]] = None
             parts.append(joints[:, j[name]])
     if isinstance(vertices, np.ndarray):
         return np.stack(parts, axis=1)
-    import torch
 
     return torch.stack(parts, dim=1)

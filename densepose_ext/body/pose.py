@@ -6,6 +6,7 @@ angles ``"XYZ"`` in radians, in the rest (T-pose) frame: x = person's left, y = 
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
 __all__ = [
@@ -154,8 +155,6 @@ def pose_body(
     used as ``global_orient`` when that is not given. Missing inputs default to zeros of the
     model's batch size, dtype and device.
     """
-    import torch
-
     ref = model.v_template
     def _zeros(d: int, b: int) -> torch.Tensor:
         return torch.zeros(b, d, dtype=ref.dtype, device=ref.device)

@@ -136,7 +136,7 @@ def load_smplx_model(path: PathLike, batch_size: int = 1, vertex_ids: Dict[str, 
     * smplx reads the pickle with ``pickle.load``, which needs chumpy for official files;
       we read the file ourselves (chumpy-free) and pass it as ``data_struct``.
     """
-    import smplx
+    import smplx  # heavy: loaded only when a body is posed
     from smplx.utils import Struct
 
     data = read_smpl_pickle(path)

@@ -197,7 +197,7 @@ def mesh_symmetric(spacing: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray, 
     Returns vertices, faces, the vertex mirror permutation and ``F_half``: faces
     ``[0, F_half)`` lie on the left (x >= 0), face ``f + F_half`` is the mirror of face ``f``.
     """
-    from skimage.measure import marching_cubes
+    from skimage.measure import marching_cubes  # heavy: only when the template is built
 
     lo = np.array([0.0, -0.03, -0.20])
     hi = np.array([0.90, 1.80, 0.26])

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
+from detectron2.data import MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
 
 from densepose_ext.structures.densepose_data import (DENSE_TARGET_KEY, check_densepose_annotation,
                                                      check_rle, compressed_rle_errors,
@@ -227,8 +229,6 @@ def read_image_header(path: str) -> Tuple[int, int]:
     short (a JPEG without its end-of-image marker FFD9 near the end, a PNG without IEND).
     Bit flips inside compressed pixel data are not detected (that needs a full decode).
     """
-    from PIL import Image
-
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
@@ -558,8 +558,6 @@ def load_densepose_coco_json(
         len(dataset_dicts), n_dp + n_plain, n_dp, n_plain, json_file,
     )
     if dataset_name is not None:
-        from detectron2.data import MetadataCatalog
-
         meta = MetadataCatalog.get(dataset_name)
         if not hasattr(meta, "thing_classes"):
             meta.thing_classes = ["person"]

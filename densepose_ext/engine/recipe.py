@@ -7,6 +7,7 @@ rewrites its report.
 """
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -205,6 +206,4 @@ def write_report(path: Path, lines: List[str], commands: Sequence[str], note: st
 
 def display_command(command: Sequence) -> str:
     """A recorded command as a shell line, with ``python`` for this interpreter's path."""
-    import shlex
-
     return shlex.join("python" if c == sys.executable else str(c) for c in command)

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 def _has_fast_coco_eval() -> bool:
     """Whether detectron2 was built with its C++ COCO evaluation (a Python-only install is not)."""
     try:
-        from detectron2 import _C
+        from detectron2 import _C  # compiled extension: absent in some installs
 
         _C.InstanceAnnotation  # noqa: B018
     except ImportError:

@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_util
+from scipy.ndimage import zoom
 
 from ..structures.coco_format import (FRAME_SIZE, compressed_rle, dp_masks_union,
                                       segmentation_to_mask)
@@ -163,8 +164,6 @@ def _segmentation_mask(segm, image_hw: Tuple[int, int]) -> Optional[np.ndarray]:
 
 def _official_zoom(frame: np.ndarray, box_xywh: Sequence[float]) -> np.ndarray:
     """The official GT mask in the box: bilinear zoom of the 0/1 frame, > 0.5."""
-    from scipy.ndimage import zoom
-
     _, _, w, h = box_xywh
     scale_x = float(max(w, 1)) / frame.shape[1]
     scale_y = float(max(h, 1)) / frame.shape[0]

@@ -29,7 +29,7 @@ def part_colors(cmap: str = "gist_rainbow") -> np.ndarray:
     Neighbouring labels get distant hues (labels are spread over the colormap by a stride
     coprime with 24), so the two halves of a segment are easy to tell apart.
     """
-    import matplotlib
+    import matplotlib  # heavy: only for the part colour map
 
     colormap = matplotlib.colormaps[cmap]
     order = (np.arange(NUM_PARTS) * 7) % NUM_PARTS  # 7 is coprime with 24: a permutation
