@@ -53,6 +53,7 @@ from densepose_ext.utils import atomic_write
 
 from .dense_targets import (MASK_SOURCES, chart_outputs_to_targets, exact_target,
                             person_mask_in_frame, read_valid_target, write_target)
+from .output_dir import claim_output_dir
 
 __all__ = [
     "InterpolationError",
@@ -234,26 +235,6 @@ def _target_name(record: dict, ann: dict) -> str:
     return f"{TARGETS_DIR}/{ann_id}.png"
 
 
-def _start(out_dir: Path, params: dict) -> None:
-    """Write the params file, or check that an existing one was written with the same
-    settings (a resumed run must not mix targets of different teachers or sizes)."""
-    path = out_dir / PARAMS_FILE
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise InterpolationError(f"{path}: unreadable ({e}); delete {out_dir}") from None
-        diff = [k for k in _IDENTITY_KEYS if old.get(k) != params[k]]
-        if diff:
-            details = ", ".join(f"{k}: {old.get(k)!r} there, {params[k]!r} now" for k in diff)
-            raise InterpolationError(
-                f"{out_dir} holds targets made with other settings ({details}); "
-                "write to another --out or delete it"
-            )
-    with atomic_write(path, "w") as f:
-        json.dump(params, f, indent=1, sort_keys=True)
-
-
 def interpolate_dataset(
     dataset_name: str,
     out_dir: os.PathLike,
@@ -300,7 +281,8 @@ def interpolate_dataset(
         "metadata": _json_metadata(meta.as_dict()),
         "complete": False,
     }
-    _start(out_dir, params)
+    claim_output_dir(out_dir, PARAMS_FILE, params, _IDENTITY_KEYS, InterpolationError,
+                     "targets")
 
     names: Dict[object, str] = {}
     todo = []

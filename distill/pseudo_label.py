@@ -57,6 +57,7 @@ from densepose_ext.utils import atomic_write
 
 from .dense_targets import chart_outputs_to_targets, read_valid_target, write_target
 from .interpolate import _progress, _sha256, build_teacher
+from .output_dir import claim_output_dir
 
 __all__ = [
     "PseudoLabelError",
@@ -278,25 +279,6 @@ def detection_to_annotation(det: dict, target: Optional[DenseIUV], image_id, ann
 
 
 # --------------------------------------------------------------------------- runs
-def _start(out_dir: Path, params: dict) -> None:
-    """Write the settings file, or check that the existing one has the same identity."""
-    path = out_dir / PARAMS_FILE
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise PseudoLabelError(f"{path}: unreadable ({e}); delete {out_dir}") from None
-        diff = [k for k in _IDENTITY_KEYS if old.get(k) != params[k]]
-        if diff:
-            details = ", ".join(f"{k}: {old.get(k)!r} there, {params[k]!r} now" for k in diff)
-            raise PseudoLabelError(f"{out_dir} holds pseudo-labels made with other settings "
-                                   f"({details}); write to another --out or delete it")
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as f:
-        json.dump(params, f, indent=1, sort_keys=True)
-
-
 def _read_done(out_dir: Path, key: str, size: int) -> Optional[dict]:
     """The detections file of an image if it and all its targets are complete, else None."""
     path = out_dir / DETECTIONS_DIR / f"{key}.json"
@@ -467,7 +449,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
             "target_size": int(args.target_size), "min_score": float(args.min_score),
             "num_shards": int(args.num_shards), "seed": int(args.seed), "complete": False,
         }
-        _start(out_dir, params)
+        claim_output_dir(out_dir, PARAMS_FILE, params, _IDENTITY_KEYS, PseudoLabelError,
+                         "pseudo-labels", rewrite=False)
         stats = label_images(labeller, records, image_root, out_dir, args.shard,
                              args.num_shards, args.min_score, not args.no_progress)
         meta = MetadataCatalog.get(params["metadata_dataset"]) if params["metadata_dataset"] \

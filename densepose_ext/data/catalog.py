@@ -29,6 +29,8 @@ from densepose_ext.body.official_formats import UV_SYMMETRY
 from .densepose_coco import load_densepose_coco_json
 
 __all__ = [
+    "ANNOTATIONS_FILE",
+    "TARGETS_DIR",
     "COCO_SPLITS",
     "LOCATION_KEYS",
     "datasets_root",
@@ -55,6 +57,9 @@ COCO_SPLITS: Dict[str, tuple] = {
     "densepose_coco_2014_valminusminival": (
         "coco/val2014", "coco/annotations/densepose_valminusminival2014.json"),
 }
+#: in a generated dataset directory: its DensePose-COCO json, and its dense IUV targets
+ANNOTATIONS_FILE = "annotations.json"
+TARGETS_DIR = "targets"
 #: metadata keys that say where a dataset's files are, not what the data is (a dataset
 #: derived from another takes the other's metadata without these)
 LOCATION_KEYS = ("name", "json_file", "image_root", "embedded_split")

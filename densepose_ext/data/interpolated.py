@@ -29,7 +29,8 @@ from typing import List, Optional, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .catalog import LOCATION_KEYS, generated_root, register_dataset, register_failed
+from .catalog import (ANNOTATIONS_FILE, LOCATION_KEYS, TARGETS_DIR, generated_root,
+                      register_dataset, register_failed)
 from .densepose_coco import load_densepose_coco_json
 
 __all__ = [
@@ -49,8 +50,6 @@ logger = logging.getLogger(__name__)
 
 INTERPOLATED_SUFFIX = "_interpolated"
 PARAMS_FILE = "interpolation.json"
-ANNOTATIONS_FILE = "annotations.json"
-TARGETS_DIR = "targets"
 
 
 class InterpolatedDatasetError(ValueError):

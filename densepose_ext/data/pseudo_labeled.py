@@ -26,7 +26,8 @@ from typing import List, Optional, Union
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from .catalog import LOCATION_KEYS, generated_root, register_dataset, register_failed
+from .catalog import (ANNOTATIONS_FILE, LOCATION_KEYS, TARGETS_DIR, generated_root,
+                      register_dataset, register_failed)
 from .densepose_coco import load_densepose_coco_json
 
 __all__ = [
@@ -46,9 +47,7 @@ logger = logging.getLogger(__name__)
 
 PSEUDO_SUFFIX = "_pseudo"
 PARAMS_FILE = "pseudo_label.json"
-ANNOTATIONS_FILE = "annotations.json"
 DETECTIONS_DIR = "detections"
-TARGETS_DIR = "targets"
 
 
 class PseudoDatasetError(ValueError):
