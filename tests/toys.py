@@ -15,7 +15,7 @@ from pycocotools import mask as mask_util
 from densepose_ext.config import add_densepose_config
 from densepose_ext.data import datasets_root
 from densepose_ext.structures import DensePoseTransformData
-from synthesis.embedded_datasets import EMBEDDED_SPLITS
+from synthesis.embedded_datasets import EMBEDDED_SPLITS, ensure_embedded_split
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -30,8 +30,11 @@ GRID = (np.arange(256) + 0.5) / 255.0
 
 
 def embedded_split_dir(name: str) -> Path:
-    """Directory of an embedded split, where the datasets code puts it."""
-    return datasets_root() / "densepose_embedded" / EMBEDDED_SPLITS[name].subdir
+    """Directory of an embedded split, where the datasets code puts it, rendered first when it
+    is missing (as loading the dataset would)."""
+    split_dir = datasets_root() / "densepose_embedded" / EMBEDDED_SPLITS[name].subdir
+    ensure_embedded_split(split_dir, EMBEDDED_SPLITS[name])
+    return split_dir
 
 
 def shrunk_cfg(config_file: Path, *opts):
