@@ -88,10 +88,10 @@ def _worker(args) -> dict:
     # uses a GT object of its own, as a new process would: "nocache" prepares the ground
     # truth (and, where the code keeps it, writes the cache file a DensePoseEvaluator uses),
     # the others read that file; the repeated ones reuse what this process prepared
-    cache_dir = tempfile.mkdtemp()
+    cache_root = tempfile.TemporaryDirectory()  # removed when the worker ends
     cached = {}
     if "gt_cache_file" in inspect.signature(evaluate_densepose_results).parameters:
-        cached = {"gt_cache_file": str(Path(cache_dir) / "gt.npz")}
+        cached = {"gt_cache_file": str(Path(cache_root.name) / "gt.npz")}
     run(results[: max(len(results) // 10, 1)], load_gt(), 1)
     out["eval_first_nocache_s"] = run(results, load_gt(), 1, **cached)
     out["eval_first_s"] = run(results, gt, 1, **cached)

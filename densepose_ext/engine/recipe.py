@@ -205,5 +205,5 @@ def write_report(path: Path, lines: List[str], commands: Sequence[str], note: st
 
 
 def display_command(command: Sequence) -> str:
-    """A recorded command as a shell line, with ``python`` for this interpreter's path."""
-    return shlex.join("python" if c == sys.executable else str(c) for c in command)
+    """A recorded command as a shell line, in its portable form (:func:`portable_command`)."""
+    return shlex.join(portable_command(command))
