@@ -17,8 +17,9 @@ from typing import Callable, List, Optional, Sequence
 from ..utils import atomic_write
 
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
-           "shrunk_schedule", "resumable_training", "claim_output_dir", "display_command",
-           "portable_command", "seed_dir", "prune_checkpoints", "write_report"]
+           "shrunk_schedule", "CPU_FINE_TUNING", "resumable_training", "claim_output_dir",
+           "display_command", "portable_command", "seed_dir", "prune_checkpoints",
+           "write_report"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -136,11 +137,20 @@ def seed_dir(out: Path, row: str, seed: int) -> Path:
     return Path(out) / row / f"seed{seed}"
 
 
+#: How every recipe fine-tunes the model zoo's network within its CPU budget: the pretrained
+#: bottom-up backbone stays fixed (FPN, RPN and heads learn; detectron2's FREEZE_AT 5), 2 images
+#: per batch at the embedded configs' LR scaled linearly (0.04 for 4 images). On a 2-core CPU
+#: this takes a DensePose R-CNN step from ~3.1 s to ~0.85 s.
+CPU_FINE_TUNING = ("MODEL.BACKBONE.FREEZE_AT", "5", "SOLVER.IMS_PER_BATCH", "2",
+                   "SOLVER.BASE_LR", "0.02")
+
+
 def shrunk_schedule(iters: int, seed: int) -> List[str]:
-    """``train_net.py`` overrides for an embedded schedule shrunk to ``iters``: the config's LR,
-    steps at 77% and 90%, warm-up of at most 100 iterations, one checkpoint at the end."""
+    """``train_net.py`` overrides for an embedded schedule shrunk to ``iters``, fine-tuned as
+    :data:`CPU_FINE_TUNING` says: steps at 77% and 90%, warm-up of at most 100 iterations, one
+    checkpoint at the end."""
     steps = sorted({s for s in (int(iters * 0.77), int(iters * 0.9)) if 0 < s < iters})
-    return ["SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", str(tuple(steps)),
+    return [*CPU_FINE_TUNING, "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", str(tuple(steps)),
             "SOLVER.WARMUP_ITERS", str(min(100, max(1, iters // 5))),
             "SOLVER.CHECKPOINT_PERIOD", str(iters), "SEED", str(seed)]
 

@@ -19,6 +19,9 @@ def test_schedule_keeps_steps_strictly_inside_the_run():
     assert opts["SOLVER.MAX_ITER"] == "600" and opts["SOLVER.STEPS"] == "(462, 540)"
     assert opts["SEED"] == "7" and opts["SOLVER.CHECKPOINT_PERIOD"] == "600"
     assert opts["SOLVER.WARMUP_ITERS"] == "100"
+    # every recipe fine-tunes the same way: frozen bottom-up backbone, 2 images, scaled LR
+    assert opts["MODEL.BACKBONE.FREEZE_AT"] == "5" and opts["SOLVER.IMS_PER_BATCH"] == "2"
+    assert float(opts["SOLVER.BASE_LR"]) == pytest.approx(0.04 * 2 / 4)
     assert _opts(shrunk_schedule(4, 0))["SOLVER.STEPS"] == "(3,)"
     assert _opts(shrunk_schedule(1, 0))["SOLVER.STEPS"] == "()"
 
