@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence
 from ..utils import atomic_write
 
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
-           "shrunk_schedule", "CPU_FINE_TUNING", "resumable_training", "claim_output_dir",
+           "shrunk_schedule", "schedule_text", "CPU_FINE_TUNING", "resumable_training", "claim_output_dir",
            "display_command", "portable_command", "seed_dir", "prune_checkpoints",
            "write_report"]
 
@@ -153,6 +153,14 @@ def shrunk_schedule(iters: int, seed: int) -> List[str]:
     return [*CPU_FINE_TUNING, "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", str(tuple(steps)),
             "SOLVER.WARMUP_ITERS", str(min(100, max(1, iters // 5))),
             "SOLVER.CHECKPOINT_PERIOD", str(iters), "SEED", str(seed)]
+
+
+def schedule_text(iters: int) -> str:
+    """How :func:`shrunk_schedule` trains, in the words a RESULTS.md uses."""
+    o = dict(zip(CPU_FINE_TUNING[::2], CPU_FINE_TUNING[1::2]))
+    return (f"{iters} iterations of {o['SOLVER.IMS_PER_BATCH']} images at LR "
+            f"{o['SOLVER.BASE_LR']} with the bottom-up backbone frozen at the model zoo's weights "
+            f"(FPN, RPN and heads learn; `{' '.join(CPU_FINE_TUNING)}`), steps at 77% and 90%")
 
 
 def resumable_training(command: Sequence[str]) -> List[str]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Data distillation (Radosavovic et al., 2018) on the embedded benchmark: train, label, retrain.
 
-    python projects/DataDistillation/run.py [--iters 1000] [--seeds 0 1 2] [--out DIR]
+    python projects/DataDistillation/run.py [--iters 400] [--seeds 0 1 2] [--out DIR]
         [--train D] [--unlabeled D] [--test D] [--results PATH] [--records DIR]
 
 1. ``baseline``: multi-task DensePose R-CNN (DensePose + mask + keypoints) fine-tuned from the
@@ -24,8 +24,10 @@ is recorded with its command (``DIR/<step>/...json``, copied to ``records/`` nex
 script and committed) and skipped when re-run, so an interrupted recipe resumes, also on a fresh
 checkout; training continues from its last checkpoint. A finished step whose files a pending
 step reads (the teacher's weights, a label directory) is run again when they are gone.
-Budget: about 3 hours on a 2-core CPU with the defaults (12 trainings of about 12 minutes,
-labelling 2400 images twice).
+Budget: about 4 hours on a 2-core CPU with the defaults (12 trainings of about 10 minutes at
+~1.4 s per iteration in the recipes' fine-tuning setting,
+:data:`densepose_ext.engine.recipe.CPU_FINE_TUNING`; labelling 2400 images with one and with
+six transforms, ~1.5 hours; evaluations ~20 minutes).
 """
 import argparse
 import json
@@ -40,7 +42,8 @@ from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
-                                         save_record, seed_dir, shrunk_schedule, write_report)
+                                         save_record, schedule_text, seed_dir, shrunk_schedule,
+                                         write_report)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -238,7 +241,7 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], tta: Dict[str, 
         f"{seeds}` ({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} "
         f"cores). Model: multi-task DensePose R-CNN (DensePose + mask + keypoints, "
         f"`{CONFIG.relative_to(REPO)}`) fine-tuned from the embedded model zoo's backbone for "
-        f"{args.iters} iterations of 4 images per row and seed; labelled split `{args.train}`, "
+        f"{schedule_text(args.iters)}, per row and seed; labelled split `{args.train}`, "
         f"unlabelled split `{args.unlabeled}`, test split `{args.test}`. The teacher is the "
         "seed-0 baseline. Cells: mean ± std over the seeds (sample std).",
         "",
@@ -323,7 +326,7 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], tta: Dict[str, 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=1000, help="training iterations per row")
+    parser.add_argument("--iters", type=int, default=400, help="training iterations per row")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     parser.add_argument("--out", default="output/data_distillation",
                         help="absolute, or relative to the repository root")

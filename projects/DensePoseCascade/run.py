@@ -45,8 +45,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
-                                         seed_dir, shrunk_schedule, write_report,
-                                         CPU_FINE_TUNING)
+                                         schedule_text, seed_dir, shrunk_schedule,
+                                         write_report)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -248,9 +248,7 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: Dict[str
         f"{seeds}` ({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} "
         f"cores). Every model fine-tunes the embedded model zoo's pretrained backbone "
         f"(`densepose_ext://R_18_GN_FPN_pretrain.pth`, see MODEL_ZOO.md) on `{args.train}` for "
-        f"{args.iters} iterations of 2 images with the bottom-up backbone frozen (FPN, RPN and "
-        f"heads learn; `{' '.join(CPU_FINE_TUNING)}`, the embedded configs' clipping, steps at "
-        f"77% and 90%), once per seed, and is evaluated on `{args.test}`. Cells: mean ± std "
+        f"{schedule_text(args.iters)} (the embedded configs' gradient clipping), once per seed, and is evaluated on `{args.test}`. Cells: mean ± std "
         "over the seeds (sample std).",
         "",
         "Protocols: **GPS AP / GPSm AP** in percent, COCO-style AP over GPS thresholds "

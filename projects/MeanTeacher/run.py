@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Mean teacher (Tarvainen & Valpola, 2017) on the embedded benchmark: train, evaluate, plot.
 
-    python projects/MeanTeacher/run.py [--iters 1000] [--seeds 0 1 2] [--out DIR]
+    python projects/MeanTeacher/run.py [--iters 400] [--seeds 0 1 2] [--out DIR]
         [--distillation-out DIR] [--results PATH] [--records DIR] [--distillation-records DIR]
 
 Same labelled / unlabelled / test splits, model (multi-task DensePose R-CNN from the embedded
@@ -224,7 +224,7 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], commands: List)
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=1000, help="training iterations per row")
+    parser.add_argument("--iters", type=int, default=400, help="training iterations per row")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
     parser.add_argument("--out", default="output/mean_teacher")
     parser.add_argument("--distillation-out", default="output/data_distillation",

@@ -3,7 +3,7 @@
 
 Do MoCap-guided stitched images help a 3D-pose classifier on MoCap poses of actions it never saw?
 
-    python projects/MoCapSynthesis/run.py [--iters 2000] [--seeds 0 1 2] [--num-stitched 1200]
+    python projects/MoCapSynthesis/run.py [--iters 1000] [--seeds 0 1 2] [--num-stitched 1200]
         [--k 100] [--poses motions_train] [--out DIR] [--results PATH] [--records DIR]
 
 1. Data. ``densepose_embedded_mocap_test`` renders people in the *held-out* procedural motions
@@ -28,10 +28,12 @@ Do MoCap-guided stitched images help a 3D-pose classifier on MoCap poses of acti
    the class-oracle floor on the same persons; the verdict of (b) vs (a), (c) vs (a) and
    (c) vs (b) from :func:`densepose_ext.engine.seed_stats.compare_rows`.
 
-Budget (defaults, 2 CPU cores): 3 rows x 3 seeds x 2000 iterations at ~0.75 s = ~3.8 h of
-training, 9 evaluations of 2 x 200 images at ~1 min per 200 = ~0.3 h, 2 x 1200 stitched images
-at ~0.25 s = ~0.2 h, the 200 test renders and the classes a few minutes: ~4.4 h, within 6 h
-with room for a slower machine (the rendered training split, if missing, adds its own time).
+Budget (defaults, 2 CPU cores, the recipes' common fine-tuning setting
+:data:`densepose_ext.engine.recipe.CPU_FINE_TUNING`): 3 rows x 3 seeds x 1000 iterations at
+~0.86 s = ~2.2 h of training, 9 evaluations of 2 x 200 images at ~1 min per 200 = ~0.3 h,
+2 x 1200 stitched images at ~0.5 s = ~0.3 h, the 200 test renders and the classes a few minutes:
+~3 h, within 6 h with room for a slower machine (the rendered training split, if missing, adds
+its own time).
 The stitched sets and the class set are built once; the seeds vary the training runs
 (initialisation of new layers, data order, augmentation).
 
@@ -54,7 +56,8 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, recorded_step, resumable_training,
-                                         run_command, seed_dir, shrunk_schedule, write_report)
+                                         run_command, schedule_text, seed_dir, shrunk_schedule,
+                                         write_report)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 from synthesis.motions import SAME_POSE_DEG, TEST_MOTIONS
 from synthesis.pose_sources import SequencePoseSource, resolve_pose_source, shared_frames
@@ -323,8 +326,8 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: dict) ->
         f"Written by `python projects/MoCapSynthesis/run.py --iters {args.iters} --seeds {seeds} "
         f"--num-stitched {args.num_stitched} --k {args.k} --poses {args.poses}` "
         f"({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} cores). "
-        f"Every classifier trains for {args.iters} iterations of 4 images "
-        f"(`{CONFIG.relative_to(REPO)}`, steps at 77% and 90%), once per seed; cells are mean ± "
+        f"Every classifier (`{CONFIG.relative_to(REPO)}`) trains for "
+        f"{schedule_text(args.iters)}, once per seed; cells are mean ± "
         "std over the seeds (sample std).",
         "",
         f"Test sets: `{MOCAP_TEST}` renders people in the held-out motions "
@@ -419,7 +422,7 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: dict) ->
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=2000, help="training iterations per classifier")
+    parser.add_argument("--iters", type=int, default=1000, help="training iterations per classifier")
     parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS),
                         help="training seeds of every row")
     parser.add_argument("--num-stitched", type=int, default=1200,
