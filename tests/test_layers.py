@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("densepose_ext", "synthesis", "distill")
+PACKAGES = ("densepose_ext", "synthesis", "distill", "fitting")
 #: rank of each package (a module may import modules of its own or a lower rank)
 LAYERS = {
     "densepose_ext.utils": 0, "densepose_ext.config": 0, "densepose_ext.model_zoo": 0,
@@ -21,6 +21,7 @@ LAYERS = {
     "densepose_ext": 8,  # the package root: the public API
     "synthesis": 9,  # the embedded world and the built-in datasets
     "distill": 10,  # commands that make training data with models
+    "fitting": 11,  # the model-fitting baseline: keypoints -> fitted body -> IUV
 }
 
 

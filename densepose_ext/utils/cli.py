@@ -23,8 +23,8 @@ __all__ = ["ConfigError", "DEBUG_ENV", "EXIT_USER_ERROR", "is_user_error", "load
 DEBUG_ENV = "DENSEPOSE_DEBUG"
 EXIT_USER_ERROR = 2
 
-_OUR_PACKAGES = ("densepose_ext", "distill", "synthesis", "tools", "train_net", "__main__",
-                 "projects")
+_OUR_PACKAGES = ("densepose_ext", "distill", "synthesis", "fitting", "tools", "train_net",
+                 "__main__", "projects")
 _REPO = Path(__file__).resolve().parents[2]
 # missing or inaccessible files named on the command line or in a dataset
 _FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError,
