@@ -83,13 +83,13 @@ VERDICT_RULE = ("Verdict: **reproduced** when the mean difference over the seeds
                 "the other way.")
 
 
-def comparison_cells(before: Sequence[float], after: Sequence[float], digits: int
-                     ) -> Tuple[str, str, str]:
+def comparison_cells(before: Sequence[float], after: Sequence[float], digits: int,
+                     higher_is_better: bool = True) -> Tuple[str, str, str]:
     """Table cells of the claim "``after`` beats ``before``": ("b ± s -> a ± s",
     "difference ± SE", verdict); ("not run", "–", "–") when a side has no seed."""
     if not before or not after:
         return "not run", "–", "–"
-    c = compare_rows(before, after)
+    c = compare_rows(before, after, higher_is_better)
     se = "–" if c.standard_error is None else f"{c.standard_error:.{digits}f}"
     measured = f"{format_mean_std(before, digits)} -> {format_mean_std(after, digits)}"
     return measured, f"{c.difference:+.{digits}f} ± {se}", c.verdict
