@@ -80,10 +80,12 @@ class RecordBook:
     """The records of one recipe's steps. Each lives beside the step's outputs under ``out``
     and, when ``archive`` is given, also under ``archive`` (a folder committed with the
     project): outputs are large and may be lost, the archived records let a later run of the
-    recipe skip every finished step and rewrite its report from them."""
+    recipe skip every finished step and rewrite its report from them. ``report_only``: run
+    nothing; a step gives its record, or None when it has none (a report of what is done)."""
 
-    def __init__(self, out: Path, archive: Optional[Path] = None):
+    def __init__(self, out: Path, archive: Optional[Path] = None, report_only: bool = False):
         self.out, self.archive = Path(out), None if archive is None else Path(archive)
+        self.report_only = report_only
 
     def archived(self, path: Path) -> Optional[Path]:
         """The archive copy of the record at ``path`` (a path under ``out``)."""
@@ -117,11 +119,14 @@ class RecordBook:
         return record
 
     def step(self, path: Path, command: Sequence, run: Callable[[], dict], *,
-             outputs: Sequence[Path] = (), prepare: Optional[Callable[[], object]] = None) -> dict:
+             outputs: Sequence[Path] = (), prepare: Optional[Callable[[], object]] = None
+             ) -> Optional[dict]:
         """The record of ``command``; when there is none, or a file of ``outputs`` (what a
         later step reads) is missing, ``prepare()`` (the steps this one reads from) and then
         ``run()`` compute it, and it is saved with the command."""
         record = self.lookup(path, command)
+        if self.report_only:
+            return record
         if record is not None and all(Path(o).exists() for o in outputs):
             return record
         if record is not None:

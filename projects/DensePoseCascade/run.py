@@ -3,6 +3,7 @@
 
     python projects/DensePoseCascade/run.py [--iters 400] [--seeds 0 1 2] [--out DIR]
         [--rows fcn rcnn ...] [--train D] [--test D] [--results PATH] [--records DIR]
+        [--report-only]
 
 Every row fine-tunes one model from the embedded model zoo's pretrained backbone
 (``densepose_ext://R_18_GN_FPN_pretrain.pth``, the stand-in for ImageNet weights) with
@@ -117,11 +118,12 @@ class Recipe:
     """Runs the steps in order, each once per seed, and keeps what they measured."""
 
     def __init__(self, out: Path, iters: int, train: str, test: str,
-                 records: Optional[Path] = None):
+                 records: Optional[Path] = None, report_only: bool = False):
         """``out`` is absolute or relative to the repository root; ``records`` keeps a copy
-        of every step's record (see :class:`RecordBook`)."""
+        of every step's record; ``report_only``: run nothing, steps not done give None (see
+        :class:`RecordBook`)."""
         self.out, self.iters, self.train, self.test = out, iters, train, test
-        self.book = RecordBook(out, records)
+        self.book = RecordBook(out, records, report_only)
 
     def interp_env(self, seed: int) -> dict:
         """Where the interpolated datasets of ``seed``'s teacher are registered from."""
@@ -348,27 +350,35 @@ def main(argv=None) -> None:
     parser.add_argument("--records", default=str(HERE / "records"),
                         help="where a copy of every step's record is kept (committed with the "
                              "project, so finished steps survive the loss of --out)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write RESULTS.md from the steps already recorded")
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error("--iters must be >= 1")
     os.chdir(REPO)  # every command, and a relative --out, are taken from the repository root
-    recipe = Recipe(Path(args.out), args.iters, args.train, args.test, Path(args.records))
+    recipe = Recipe(Path(args.out), args.iters, args.train, args.test, Path(args.records),
+                    args.report_only)
 
     wanted = set(args.rows)
     if "interp" in wanted:
         wanted.add("fcn")  # the teacher
     rows: Dict[str, List[dict]] = {}
     extra: Dict[str, object] = {"teacher": []}
+
+    def keep(records: List[dict], record: Optional[dict]) -> None:
+        if record is not None:  # None: not recorded yet (--report-only)
+            records.append(record)
+
     # seed by seed: a recipe stopped early has whole seeds of every row
     for seed in args.seeds:
         for row in ROWS:
             if row.name not in wanted:
                 continue
             if row.interpolated:
-                extra["teacher"].append(recipe.interpolate(seed))
-            rows.setdefault(row.name, []).append(recipe.train_row(row, seed))
+                keep(extra["teacher"], recipe.interpolate(seed))
+            keep(rows.setdefault(row.name, []), recipe.train_row(row, seed))
             if row.name == "cascade":
-                rows.setdefault("cascade_stage1", []).append(recipe.stage1(seed))
+                keep(rows.setdefault("cascade_stage1", []), recipe.stage1(seed))
                 if seed == args.seeds[0]:
                     extra["timing"] = recipe.timing(seed)
     print(write_results(Path(args.results), args, rows, extra))

@@ -3,7 +3,7 @@
 
     python projects/ModelFitting/run.py [--seeds 0 1 2] [--fit-iters 200] [--out DIR]
         [--cascade-out DIR] [--cascade-iters 400] [--train D] [--test D] [--results PATH]
-        [--records DIR] [--cascade-records DIR]
+        [--records DIR] [--cascade-records DIR] [--report-only]
 
 Rows, each once per seed and scored by the same evaluator on the test split:
 
@@ -20,7 +20,8 @@ Seconds per person: the fit's optimisation and rendering time over the persons i
 network's inference time per image (detectron2's evaluator, data loading excluded) over the
 ground-truth persons per test image. Tables give mean ± std over the seeds and the verdict of
 :func:`densepose_ext.engine.seed_stats.compare_rows` on the paper's claims. Steps are recorded
-(a copy under ``records/`` next to this script, committed) and skipped when re-run. Budget on
+(a copy under ``records/`` next to this script, committed) and skipped when re-run;
+``--report-only`` runs nothing and writes RESULTS.md from what is recorded. Budget on
 a 2-core CPU, once the DensePoseCascade rows exist: 12 evaluations of ~1.5 minutes and 6 fits of
 ~5 minutes, about 50 minutes.
 """
@@ -84,10 +85,11 @@ class Recipe:
     """Runs the fits and the networks' evaluations, each once per seed."""
 
     def __init__(self, out: Path, fit_iters: int, test: str, cascade,
-                 records: Optional[Path] = None):
-        """``cascade``: (the DensePoseCascade recipe module, its Recipe)."""
+                 records: Optional[Path] = None, report_only: bool = False):
+        """``cascade``: (the DensePoseCascade recipe module, its Recipe); ``report_only``: run
+        nothing, steps not done give None."""
         self.out, self.fit_iters, self.test, self.cascade = out, fit_iters, test, cascade
-        self.book = RecordBook(out, records)
+        self.book = RecordBook(out, records, report_only)
 
     def keypoints_file(self, seed: int) -> Path:
         """The keypoints predicted on the test split by ``seed``'s ``kp`` model."""
@@ -221,19 +223,22 @@ def main(argv=None) -> None:
     parser.add_argument("--cascade-records",
                         default=str(REPO / "projects" / "DensePoseCascade" / "records"),
                         help="the DensePoseCascade recipe's --records")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write RESULTS.md from the steps already recorded")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     module = _cascade_recipe()
     cascade = module.Recipe(Path(args.cascade_out).absolute(), args.cascade_iters, args.train,
-                            args.test, Path(args.cascade_records))
+                            args.test, Path(args.cascade_records), args.report_only)
     recipe = Recipe(Path(args.out).absolute(), args.fit_iters, args.test, (module, cascade),
-                    Path(args.records))
+                    Path(args.records), args.report_only)
     rows: Dict[str, List[dict]] = {}
     for seed in args.seeds:
         for name in FIT_ROWS:
             rows.setdefault(name, []).append(recipe.fit(name, seed))
         for name in NETWORK_ROWS:
             rows.setdefault(name, []).append(recipe.evaluate_network(name, seed))
+    rows = {name: [r for r in recs if r is not None] for name, recs in rows.items()}
     print(write_results(Path(args.results), args, rows))
 
 

@@ -167,3 +167,20 @@ def test_comparison_cells_give_measured_difference_and_verdict():
     assert verdict == "reproduced"
     assert comparison_cells([], [1.0], 1) == ("not run", "–", "–")
     assert comparison_cells([1.0], [2.0], 1)[1:] == ("+1.0 ± –", "not resolved at this budget")
+
+
+def test_report_only_book_runs_nothing_and_gives_what_is_recorded(tmp_path):
+    from densepose_ext.engine.recipe import RecordBook
+
+    def never():
+        raise AssertionError("a report-only book ran a step")
+
+    command = ["python", "train_net.py", "SEED", "0"]
+    RecordBook(tmp_path / "out", tmp_path / "records").step(
+        tmp_path / "out" / "a" / "row.json", command, lambda: {"minutes": 2.0})
+    book = RecordBook(tmp_path / "elsewhere", tmp_path / "records", report_only=True)
+    done = book.step(tmp_path / "elsewhere" / "a" / "row.json", command, never, prepare=never,
+                     outputs=[tmp_path / "missing.pth"])
+    assert done == {"command": command, "minutes": 2.0}
+    assert book.step(tmp_path / "elsewhere" / "b" / "row.json", command, never,
+                     prepare=never) is None
