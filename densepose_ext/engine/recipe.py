@@ -17,9 +17,9 @@ from typing import Callable, List, Optional, Sequence
 from ..utils import atomic_write
 
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
-           "shrunk_schedule", "schedule_text", "CPU_FINE_TUNING", "resumable_training", "claim_output_dir",
-           "display_command", "portable_command", "seed_dir", "prune_checkpoints",
-           "write_report"]
+           "shrunk_schedule", "schedule_text", "CPU_FINE_TUNING", "resumable_training",
+           "claim_output_dir", "display_command", "portable_command", "seed_dir",
+           "prune_checkpoints", "write_report"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 

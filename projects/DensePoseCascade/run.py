@@ -9,8 +9,8 @@ Every row fine-tunes one model from the embedded model zoo's pretrained backbone
 (``densepose_ext://R_18_GN_FPN_pretrain.pth``, the stand-in for ImageNet weights) with
 ``train_net.py`` for the same number of iterations and the recipes' common fine-tuning setting
 (:data:`densepose_ext.engine.recipe.CPU_FINE_TUNING`: bottom-up backbone frozen at the
-pretrained weights, 2 images per batch), once per seed, and evaluates it on the test split: FCN (whole images and single-person crops) vs
-DensePose R-CNN; single-task vs +mask vs +keypoints; a refinement stage without cross links vs
+pretrained weights, 2 images per batch), once per seed, and evaluates it on the test split:
+FCN (whole images and single-person crops) vs DensePose R-CNN; single-task vs +mask vs +keypoints; a refinement stage without cross links vs
 the cross-task cascade (DP+mask+kp, DP+mask, DP+kp); sparse points vs interpolated ground truth
 (each seed's FCN is that seed's teacher, as in the paper). Each seed of the cascade model is
 also evaluated with its stage-1 outputs; seed 0's is timed; each teacher's dense labels are
@@ -250,8 +250,9 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: Dict[str
         f"{seeds}` ({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} "
         f"cores). Every model fine-tunes the embedded model zoo's pretrained backbone "
         f"(`densepose_ext://R_18_GN_FPN_pretrain.pth`, see MODEL_ZOO.md) on `{args.train}` for "
-        f"{schedule_text(args.iters)} (the embedded configs' gradient clipping), once per seed, and is evaluated on `{args.test}`. Cells: mean ± std "
-        "over the seeds (sample std).",
+        f"{schedule_text(args.iters)} (the embedded configs' gradient clipping), once per "
+        f"seed, and is evaluated on `{args.test}`. Cells: mean ± std over the seeds (sample "
+        "std).",
         "",
         "Protocols: **GPS AP / GPSm AP** in percent, COCO-style AP over GPS thresholds "
         "0.50:0.95 with the **coarse-part normalisation** (detectron2 DensePose's per-part "
