@@ -10,8 +10,9 @@ Every row fine-tunes one model from the embedded model zoo's pretrained backbone
 ``train_net.py`` for the same number of iterations and the recipes' common fine-tuning setting
 (:data:`densepose_ext.engine.recipe.CPU_FINE_TUNING`: bottom-up backbone frozen at the
 pretrained weights, 2 images per batch), once per seed, and evaluates it on the test split:
-FCN (whole images and single-person crops) vs DensePose R-CNN; single-task vs +mask vs +keypoints; a refinement stage without cross links vs
-the cross-task cascade (DP+mask+kp, DP+mask, DP+kp); sparse points vs interpolated ground truth
+FCN (whole images and single-person crops) vs DensePose R-CNN; single-task vs +mask vs
++keypoints; a refinement stage without cross links vs the cross-task cascade (DP+mask+kp,
+DP+mask, DP+kp); sparse points vs interpolated ground truth
 (each seed's FCN is that seed's teacher, as in the paper). Each seed of the cascade model is
 also evaluated with its stage-1 outputs; seed 0's is timed; each teacher's dense labels are
 scored against the renderer's exact IUV.
