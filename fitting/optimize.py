@@ -23,16 +23,16 @@ from ``seed``.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from smplx.lbs import batch_rodrigues
 
 from densepose_ext.body.keypoints import COCO_KEYPOINT_NAMES
+from densepose_ext.utils import torch_single_thread
 
 from .body import KeypointBody
 from .camera import project
@@ -99,18 +99,6 @@ class FitResult:
         return {"betas": self.betas[k].tolist(), "body_pose": self.body_pose[k].tolist(),
                 "global_orient": self.global_orient[k].tolist(),
                 "transl": self.transl[k].tolist()}
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """One torch thread while fitting: the small tensors of a fit gain nothing from more on a
-    CPU, lose much when cores are shared, and results then do not depend on the machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _axis_angle_to_matrix(v: torch.Tensor) -> torch.Tensor:
@@ -282,7 +270,7 @@ class BodyFitter:
                 "center": t(center), "scale": t(scale), "box_height": t(box_height)}
         rng = np.random.default_rng(seed)
         yaw_offset = t(rng.uniform(0.0, 2 * math.pi / s.hypotheses, P))
-        with _one_thread():
+        with torch_single_thread():
             orient, transl, rigid_loss = self._rigid_stage(data, yaw_offset)
             best = rigid_loss.argmin(dim=1)
             rows = torch.arange(P)

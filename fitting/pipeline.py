@@ -32,7 +32,8 @@ from pycocotools.coco import COCO
 from tqdm import tqdm
 
 from densepose_ext.evaluation import evaluate_densepose_results, load_body_for_dataset
-from densepose_ext.evaluation.evaluator import NORMALIZATION_DESCRIPTIONS, RESULTS_FILE
+from densepose_ext.evaluation.evaluator import (NORMALIZATION_DESCRIPTIONS, RESULTS_FILE,
+                                                json_safe)
 from densepose_ext.evaluation.gt_preparation import gt_cache_file
 from densepose_ext.evaluation.protocol import PROTOCOL_DESCRIPTIONS, check_protocol
 from densepose_ext.utils import atomic_write
@@ -162,14 +163,6 @@ def _summary(chunks: List[dict], skipped: int, num_images: int) -> "OrderedDict[
     return out
 
 
-def _json_safe(obj):
-    if isinstance(obj, dict):
-        return OrderedDict((k, _json_safe(v)) for k, v in obj.items())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
-
-
 def run_fitting(dataset: str, out_dir, keypoints: str = "gt", min_score: float = 0.05,
                 iters: int = FitSettings.iters, chunk: int = 16, seed: int = 0,
                 max_images: Optional[int] = None, prior_poses: str = DEFAULT_PRIOR_POSES,
@@ -242,7 +235,7 @@ def run_fitting(dataset: str, out_dir, keypoints: str = "gt", min_score: float =
                                   description=NORMALIZATION_DESCRIPTIONS[NORMALIZATION]),
         prior=prior.describe(), fit=summary, **densepose)
     with atomic_write(out_dir / METRICS_FILE, "w") as f:
-        json.dump(_json_safe(metrics), f, indent=2)
+        json.dump(json_safe(metrics), f, indent=2)
     headline = {k: densepose["densepose_summary"][k] for k in
                 ("gps_ap", "gpsm_ap", "auc10", "auc20", "auc30")}
     headline["sec_per_person"] = summary["seconds_per_person"]

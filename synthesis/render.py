@@ -26,20 +26,19 @@ CLI: ``python -m synthesis.render --out DIR --num-images N --seed S [--width W -
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import io
 import json
 import multiprocessing as mp
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from densepose_ext.utils import atomic_write
+from densepose_ext.utils import atomic_write, torch_single_thread
 
 from .annotate import MAX_PEOPLE_PER_IMAGE, annotate_scene, dense_maps
 from .pose_sources import resolve_pose_source
@@ -103,18 +102,6 @@ def _check_render_args(num_images: int, seed: int, width: int, height: int, max_
             raise ValueError(f"render_dataset: {message}")
 
 
-@contextlib.contextmanager
-def _torch_single_thread() -> Iterator[None]:
-    """Compute with one torch thread (restored afterwards): results then do not depend on
-    the caller's thread settings, so the same seed gives the same bytes everywhere."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 @functools.lru_cache(maxsize=4)
 def _pose_source(spec: str):
     return resolve_pose_source(spec)
@@ -138,7 +125,7 @@ def render_image(index: int, seed: int, width: int, height: int, max_people: int
     record (without file name) and the annotation records.
     """
     body = body if body is not None else load_body_assets()
-    with _torch_single_thread():
+    with torch_single_thread():
         return _render_image(index, seed, width, height, max_people, body, poses)
 
 

@@ -319,13 +319,13 @@ class DensePoseEvaluator(DatasetEvaluator):
                 **{k: v for k, v in metrics.items()},
             )
             with atomic_write(os.path.join(self._output_dir, METRICS_FILE), "w") as f:
-                json.dump(_json_safe(payload), f, indent=2)
+                json.dump(json_safe(payload), f, indent=2)
 
 
-def _json_safe(obj):
+def json_safe(obj):
     """nan / inf -> None so the metrics file is strict json."""
     if isinstance(obj, dict):
-        return OrderedDict((k, _json_safe(v)) for k, v in obj.items())
+        return OrderedDict((k, json_safe(v)) for k, v in obj.items())
     if isinstance(obj, float) and not np.isfinite(obj):
         return None
     return obj
