@@ -27,6 +27,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, Optional, Tuple
 
+import numpy as np
 import torch
 from torch.autograd import DeviceType
 from torch.autograd.graph import saved_tensors_hooks
@@ -88,7 +89,7 @@ class MemoryMeasurement:
     end_increase_bytes: int = 0  # bytes still held at the end (e.g. gradients)
     saved_bytes: int = 0  # storages saved for backward, each once, ``exclude`` left out
     saved_storages: int = 0
-    allocations: int = 0  # allocator events seen (allocations + frees)
+    allocator_events: int = 0  # allocations and frees seen
 
     @property
     def peak_bytes(self) -> int:
@@ -100,7 +101,7 @@ class MemoryMeasurement:
                 "peak_increase_bytes": self.peak_increase_bytes,
                 "end_increase_bytes": self.end_increase_bytes,
                 "saved_bytes": self.saved_bytes, "saved_storages": self.saved_storages,
-                "allocator_events": self.allocations}
+                "allocator_events": self.allocator_events}
 
 
 def _running_peak(profiler) -> Tuple[int, int, int]:
@@ -109,11 +110,10 @@ def _running_peak(profiler) -> Tuple[int, int, int]:
     events = [e for e in profiler.profiler.kineto_results.events()
               if e.name() == _MEMORY_EVENT and e.device_type() == DeviceType.CPU]
     events.sort(key=lambda e: e.start_ns())  # stable: equal times keep the recorded order
-    total = peak = 0
-    for e in events:
-        total += e.nbytes()
-        peak = max(peak, total)
-    return peak, total, len(events)
+    if not events:
+        return 0, 0, 0
+    total = np.cumsum(np.array([e.nbytes() for e in events], dtype=np.int64))
+    return max(0, int(total.max())), int(total[-1]), len(events)
 
 
 @contextlib.contextmanager
@@ -142,7 +142,7 @@ def measure_memory(alive: Iterable[torch.Tensor] = (), exclude: Iterable[torch.T
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         with counter:
             yield result
-    result.peak_increase_bytes, result.end_increase_bytes, result.allocations = \
+    result.peak_increase_bytes, result.end_increase_bytes, result.allocator_events = \
         _running_peak(prof)
     if saved:
         result.saved_bytes, result.saved_storages = counter.bytes, counter.count

@@ -239,11 +239,12 @@ def comparison_lines(p2: Optional[dict], comparisons: Sequence) -> List[str]:
 
 
 def _commands(p1: Optional[dict], p2: Optional[dict]) -> List[str]:
+    """Every measurement and training command, once each, in the order they ran."""
     records = []
     if p1 is not None:
-        records += _measured_models(p1)
+        records += p1["measurements"]
     if p2 is not None:
-        records += list(p2["measured"].values())
+        records += p2["measurements"]
         for runs in p2["runs"].values():
             records += runs["pretrain"] + runs["finetune"]
     seen, out = set(), []

@@ -38,7 +38,13 @@ beats the ResNet" at equal parameters and at equal memory come from
 
 Budget (2-core CPU): part 1 took 17 minutes of CPU time (45 minutes of wall time on a shared
 machine) at ``--size 512``: five models, the searches' parameter counts and seven more
-training-step measurements. Part 2: BUDGET_PLACEHOLDER
+training-step measurements. Part 2 at the defaults: its searches took about 5 minutes of CPU
+(recorded under ``records/``); then 3 rows x 3 seeds x (1000 pretraining iterations of 4
+images, ~1 s each for the ResNet-18 on an unshared 2-core CPU, ~1.4x that for the
+equal-parameter ResNeXt and ~0.8x for the equal-memory one (CPU-time ratios measured side by
+side), + an evaluation; 400 fine-tuning iterations at ~0.85 s, ~1.3x and ~1x, + an evaluation)
+= about 4.5 hours, plus about 7 minutes rendering the 4000 pretraining images on first use;
+expect twice that on a shared machine.
 
 Every step is recorded with its exact command under ``--out`` and copied under ``--records``
 (``records/`` next to this script, committed): a re-run skips finished steps, also on a fresh
@@ -178,6 +184,7 @@ class Measurer:
                  opts: Sequence[str] = ()):
         self.steps, self.out = steps, Path(out)
         self.size, self.images, self.opts = size, images, tuple(opts)
+        self.measured: Dict[str, dict] = {}  # every measurement returned, in order (commands)
 
     def command(self, b: Backbone, what: str) -> List[str]:
         """The recorded command (it prints the json; the run adds ``--out``, which does not
@@ -206,18 +213,21 @@ class Measurer:
         """``what`` ("train" or "all") measured by ``measure.py`` in its own process (a train
         request is answered by a recorded full measurement too)."""
         names = {"name": b.name, "label": b.label}
+        record = None
         if what == "train":
             record = self.steps.book.lookup(self.path(b, "all"), self.command(b, "all"))
-            if record is not None:
-                return {**record, **names}
-        command = self.command(b, what)
-        result = self.out / f"{b.name}.{what}.out.json"
+        if record is None:
+            command = self.command(b, what)
+            result = self.out / f"{b.name}.{what}.out.json"
 
-        def run() -> dict:
-            run_command([*command[:2], "--out", str(result), *command[2:]], REPO)
-            return json.loads(result.read_text())
+            def run() -> dict:
+                run_command([*command[:2], "--out", str(result), *command[2:]], REPO)
+                return json.loads(result.read_text())
 
-        return {**self.steps.step(self.path(b, what), command, run), **names}
+            record = self.steps.step(self.path(b, what), command, run)
+        record = {**record, **names}
+        self.measured.setdefault(b.name, record)
+        return record
 
 
 def params_of(record: dict) -> int:
@@ -296,7 +306,8 @@ def part1(m: Measurer) -> dict:
     pairs = [{"matched_on": "parameters", "resnet": anchor, "resnext": eq_params["record"]},
              {"matched_on": "peak training memory", "resnet": anchor,
               "resnext": memory["records"][groups]}]
-    return {"rows": rows, "family": family, "memory_search": memory, "pairs": pairs}
+    return {"rows": rows, "family": family, "memory_search": memory, "pairs": pairs,
+            "measurements": list(m.measured.values())}
 
 
 #: part 2's search space, ResNeXt-50-GN 32xD with RES2_OUT_CHANNELS R (GroupNorm's 32 groups
@@ -334,9 +345,10 @@ def part2_backbones(m: Measurer) -> dict:
                                   train_peak(anchor))
     backbones = {"R_18_GN": EMBEDDED_RESNET, "X_eq_params": embedded_x50(p["width"], p["res2"]),
                  "X_eq_memory": embedded_x50(q["width"], q["res2"])}
+    measured = {row: m.measure(b, "train") for row, b in backbones.items()}
     return {"anchor": anchor, "params_search": params_search, "memory_search": memory_search,
-            "backbones": backbones,
-            "measured": {row: m.measure(b, "train") for row, b in backbones.items()}}
+            "backbones": backbones, "measured": measured,
+            "measurements": list(m.measured.values())}
 
 
 def pretrain_schedule(iters: int, seed: int) -> List[str]:
