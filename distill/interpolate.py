@@ -24,7 +24,6 @@ points per person are drawn from its target at every iteration (see the dataset 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -49,7 +48,7 @@ from densepose_ext.data.interpolated import (ANNOTATIONS_FILE, INTERPOLATED_SUFF
                                              TARGETS_DIR, default_output_dir, interpolated_root)
 from densepose_ext.modeling.checkpoint import DensePoseCheckpointer
 from densepose_ext.structures import DENSE_TARGET_KEY, FRAME_SIZE, DenseIUV, has_densepose
-from densepose_ext.utils import atomic_write
+from densepose_ext.utils import atomic_write, file_sha256
 
 from .dense_targets import (MASK_SOURCES, chart_outputs_to_targets, exact_target,
                             person_mask_in_frame, read_valid_target, write_target)
@@ -204,14 +203,6 @@ def build_teacher(config_file: str, weights: str, opts: Sequence[str] = ()):
     DensePoseCheckpointer.from_config(cfg, model).load(weights)
     model.eval()
     return model, cfg
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _json_metadata(meta: dict) -> dict:
@@ -399,7 +390,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     else:
         model, cfg = build_teacher(args.config_file, args.weights, args.opts)
         make_targets = TeacherTargets(model, cfg, args.size, args.mask_source)
-        teacher_id = "sha256:" + _sha256(args.weights)
+        teacher_id = "sha256:" + file_sha256(args.weights)
         info = {"kind": "model", "config_file": str(Path(args.config_file).absolute()),
                 "weights": str(Path(args.weights).absolute()), "opts": list(args.opts),
                 "meta_architecture": cfg.MODEL.META_ARCHITECTURE}

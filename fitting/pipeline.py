@@ -16,7 +16,6 @@ Every file is written atomically; finished chunks are skipped when a run is resu
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -36,7 +35,7 @@ from densepose_ext.evaluation.evaluator import (NORMALIZATION_DESCRIPTIONS, RESU
                                                 json_safe)
 from densepose_ext.evaluation.gt_preparation import gt_cache_file
 from densepose_ext.evaluation.protocol import PROTOCOL_DESCRIPTIONS, check_protocol
-from densepose_ext.utils import atomic_write
+from densepose_ext.utils import atomic_write, file_sha256
 from distill.output_dir import claim_output_dir
 
 from .camera import ASSUMED_FOV_DEG, assumed_focal_length
@@ -58,14 +57,6 @@ NORMALIZATION = "coarse_part"
 
 def chunk_path(out_dir, index: int) -> Path:
     return Path(out_dir) / CHUNKS_DIR / f"chunk_{index:05d}.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _default_protocol(dataset: str) -> str:
@@ -186,7 +177,7 @@ def run_fitting(dataset: str, out_dir, keypoints: str = "gt", min_score: float =
         path = Path(keypoints)
         persons, skipped = predicted_keypoints(path, images, min_score,
                                                [d["image_id"] for d in dicts])
-        source = {"keypoints": str(path.resolve()), "keypoints_sha256": _sha256(path),
+        source = {"keypoints": str(path.resolve()), "keypoints_sha256": file_sha256(path),
                   "min_score": float(min_score)}
     prior = PosePrior.fit(training_poses(prior_poses, evaluated_dataset=dataset, seed=seed),
                           source=prior_poses)

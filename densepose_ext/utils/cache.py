@@ -1,5 +1,7 @@
-"""Where built artefacts (body model, geodesics, rendered data) are cached, and atomic writes."""
+"""Where built artefacts (body model, geodesics, rendered data) are cached, atomic writes, and
+the content hashes that tell whether an input changed."""
 import contextlib
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -41,3 +43,13 @@ def atomic_write(path: PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (checkpoints do not fit in memory
+    twice)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
