@@ -5,8 +5,10 @@ recorded in a small json file with the exact command. Re-running the recipe skip
 whose record holds the same command, so an interrupted recipe resumes and a finished one only
 rewrites its report.
 """
+import importlib.util
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from ..utils import atomic_write
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
            "shrunk_schedule", "schedule_text", "CPU_FINE_TUNING", "resumable_training",
            "claim_output_dir", "display_command", "portable_command", "seed_dir",
-           "prune_checkpoints", "write_report"]
+           "prune_checkpoints", "write_report", "written_by", "load_script"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -40,7 +42,8 @@ def _read_record(path: Path) -> Optional[dict]:
     try:
         return json.loads(path.read_text())
     except ValueError as e:
-        raise ValueError(f"{path}: unreadable recipe record ({e}); delete it to redo the step") from e
+        raise ValueError(f"{path}: unreadable recipe record ({e}); delete it to redo the "
+                         "step") from e
 
 
 def portable_command(command: Sequence) -> List[str]:
@@ -225,6 +228,22 @@ def write_report(path: Path, lines: List[str], commands: Sequence[str], note: st
     with atomic_write(Path(path), "w") as f:
         f.write(text)
     return text
+
+
+def written_by(command: str) -> str:
+    """The provenance a RESULTS.md opens with: the recipe's command, the date and the machine
+    (numbers measured on a 2-core CPU read differently from a workstation's)."""
+    return (f"Written by `{command}` ({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, "
+            f"{os.cpu_count()} cores)")
+
+
+def load_script(path: Path, module_name: str):
+    """A Python script (a project's ``run.py``, a tool) as a module: projects are scripts, not
+    packages, yet one recipe reuses another's rows and commands."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def display_command(command: Sequence) -> str:

@@ -32,18 +32,16 @@ six transforms, ~1.5 hours; evaluations ~20 minutes).
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
                                          save_record, schedule_text, seed_dir, shrunk_schedule,
-                                         write_report)
+                                         write_report, written_by)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -237,9 +235,9 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], tta: Dict[str, 
     lines = [
         "# Data distillation on the embedded benchmark",
         "",
-        f"Written by `python projects/DataDistillation/run.py --iters {args.iters} --seeds "
-        f"{seeds}` ({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} "
-        f"cores). Model: multi-task DensePose R-CNN (DensePose + mask + keypoints, "
+        written_by(f"python projects/DataDistillation/run.py --iters {args.iters} --seeds "
+                   f"{seeds}")
+        + f". Model: multi-task DensePose R-CNN (DensePose + mask + keypoints, "
         f"`{CONFIG.relative_to(REPO)}`) fine-tuned from the embedded model zoo's backbone for "
         f"{schedule_text(args.iters)}, per row and seed; labelled split `{args.train}`, "
         f"unlabelled split `{args.unlabeled}`, test split `{args.test}`. The teacher is the "

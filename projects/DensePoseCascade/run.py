@@ -37,18 +37,16 @@ again when they are gone.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
-                                         schedule_text, seed_dir, shrunk_schedule,
-                                         write_report)
+                                         schedule_text, seed_dir, shrunk_schedule, write_report,
+                                         written_by)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -247,9 +245,9 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: Dict[str
     lines = [
         "# DensePose paper ablations on the embedded benchmark",
         "",
-        f"Written by `python projects/DensePoseCascade/run.py --iters {args.iters} --seeds "
-        f"{seeds}` ({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} "
-        f"cores). Every model fine-tunes the embedded model zoo's pretrained backbone "
+        written_by(f"python projects/DensePoseCascade/run.py --iters {args.iters} --seeds "
+                   f"{seeds}")
+        + ". Every model fine-tunes the embedded model zoo's pretrained backbone "
         f"(`densepose_ext://R_18_GN_FPN_pretrain.pth`, see MODEL_ZOO.md) on `{args.train}` for "
         f"{schedule_text(args.iters)} (the embedded configs' gradient clipping), once per "
         f"seed, and is evaluated on `{args.test}`. Cells: mean ± std over the seeds (sample "

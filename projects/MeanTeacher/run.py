@@ -25,18 +25,16 @@ checkout; training resumes from its last checkpoint. Budget: about 3 hours on a
 2-core CPU (6 trainings with the teacher's extra forward pass and 8 evaluations each).
 """
 import argparse
-import importlib.util
 import json
 import os
-import platform
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, resumable_training, run_command,
-                                         seed_dir, shrunk_schedule, write_report)
+                                         load_script, seed_dir, shrunk_schedule, write_report,
+                                         written_by)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -60,11 +58,8 @@ COMPARISONS = (
 
 def _distillation_recipe():
     """projects/DataDistillation/run.py as a module (its baseline rows are shared)."""
-    script = REPO / "projects" / "DataDistillation" / "run.py"
-    spec = importlib.util.spec_from_file_location("data_distillation_recipe", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "projects" / "DataDistillation" / "run.py",
+                       "data_distillation_recipe")
 
 
 def _last_eval(metrics_file: Path, suffix: str = "") -> Dict[str, float]:
@@ -184,9 +179,8 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], commands: List)
               "distill_multi": "data distillation (projects/DataDistillation), for reference"}
     lines = [
         "# Mean teacher on the embedded benchmark", "",
-        f"Written by `python projects/MeanTeacher/run.py --iters {args.iters} --seeds {seeds}` "
-        f"({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} cores). "
-        "Splits, model, schedule and seeds as projects/DataDistillation (labelled "
+        written_by(f"python projects/MeanTeacher/run.py --iters {args.iters} --seeds {seeds}")
+        + ". Splits, model, schedule and seeds as projects/DataDistillation (labelled "
         "`densepose_embedded_train`, unlabelled `densepose_embedded_unlabeled`, test "
         "`densepose_embedded_val`); cells: mean ± std over the seeds (sample std) at the end of "
         "training; the mean-teacher rows report the teacher.", "",

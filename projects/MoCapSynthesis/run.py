@@ -47,9 +47,7 @@ set) is run again when they are gone.
 import argparse
 import json
 import os
-import platform
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -57,7 +55,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
                                          prune_checkpoints, recorded_step, resumable_training,
                                          run_command, schedule_text, seed_dir, shrunk_schedule,
-                                         write_report)
+                                         write_report, written_by)
 from densepose_ext.engine.seed_stats import compare_rows, format_mean_std
 from synthesis.motions import SAME_POSE_DEG, TEST_MOTIONS
 from synthesis.pose_sources import SequencePoseSource, resolve_pose_source, shared_frames
@@ -323,10 +321,9 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], extra: dict) ->
     lines = [
         "# 3D-pose classification with MoCap-guided stitched images (embedded world)",
         "",
-        f"Written by `python projects/MoCapSynthesis/run.py --iters {args.iters} --seeds {seeds} "
-        f"--num-stitched {args.num_stitched} --k {args.k} --poses {args.poses}` "
-        f"({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} cores). "
-        f"Every classifier (`{CONFIG.relative_to(REPO)}`) trains for "
+        written_by(f"python projects/MoCapSynthesis/run.py --iters {args.iters} --seeds {seeds} "
+                   f"--num-stitched {args.num_stitched} --k {args.k} --poses {args.poses}")
+        + f". Every classifier (`{CONFIG.relative_to(REPO)}`) trains for "
         f"{schedule_text(args.iters)}, once per seed; cells are mean ± "
         "std over the seeds (sample std).",
         "",

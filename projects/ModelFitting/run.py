@@ -26,18 +26,15 @@ a 2-core CPU, once the DensePoseCascade rows exist: 12 evaluations of ~1.5 minut
 ~5 minutes, about 50 minutes.
 """
 import argparse
-import importlib.util
 import json
 import os
-import platform
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, display_command, run_command, seed_dir,
-                                         write_report)
+                                         load_script, write_report, written_by)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -64,11 +61,8 @@ _TIME_RE = re.compile(r"Total inference pure compute time: \S+ \(([0-9.]+) s / i
 
 def _cascade_recipe():
     """The DensePoseCascade recipe script as a module (its rows, commands and Recipe)."""
-    script = REPO / "projects" / "DensePoseCascade" / "run.py"
-    spec = importlib.util.spec_from_file_location("densepose_cascade_recipe", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "projects" / "DensePoseCascade" / "run.py",
+                       "densepose_cascade_recipe")
 
 
 def persons_per_image(dataset: str) -> float:
@@ -166,9 +160,9 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]]) -> str:
               **{name: module.ROW[name].label + " (DensePoseCascade)" for name in NETWORK_ROWS}}
     lines = [
         "# Model fitting vs the networks on the embedded benchmark", "",
-        f"Written by `python projects/ModelFitting/run.py --seeds {seeds} --fit-iters "
-        f"{args.fit_iters}` ({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, "
-        f"{os.cpu_count()} cores) on `{args.test}`. Model fitting: SMPL-format body fitted to "
+        written_by(f"python projects/ModelFitting/run.py --seeds {seeds} --fit-iters "
+                   f"{args.fit_iters}")
+        + f" on `{args.test}`. Model fitting: SMPL-format body fitted to "
         "the 17 COCO keypoints (robust reprojection, pose prior from the training poses, camera "
         "assumed from the image size), its IUV rendered; networks: the DensePoseCascade "
         "recipe's models of the same seeds. Cells: mean ± std over the seeds (sample std).", "",

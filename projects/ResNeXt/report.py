@@ -1,11 +1,8 @@
 """RESULTS.md and backbones.png of ``projects/ResNeXt/run.py``, from its recorded steps."""
-import os
-import platform
-import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from densepose_ext.engine.recipe import display_command, write_report
+from densepose_ext.engine.recipe import display_command, write_report, written_by
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -263,10 +260,9 @@ def write_results(path: Path, args, p1: Optional[dict], p2: Optional[dict],
     lines = [
         "# ResNeXt at equal parameters and at equal memory",
         "",
-        f"Written by `python projects/ResNeXt/run.py --size {args.size} --seeds {seeds} "
-        f"--iters {args.iters} --pretrain-iters {args.pretrain_iters}` "
-        f"({time.strftime('%Y-%m-%d')}, {platform.machine()} CPU, {os.cpu_count()} cores). "
-        "MiB = 2^20 bytes; M = 10^6 parameters; GFLOPs = 10^9 multiply-adds.",
+        written_by(f"python projects/ResNeXt/run.py --size {args.size} --seeds {seeds} "
+                   f"--iters {args.iters} --pretrain-iters {args.pretrain_iters}")
+        + ". MiB = 2^20 bytes; M = 10^6 parameters; GFLOPs = 10^9 multiply-adds.",
         "",
         *part1_lines(p1, args),
         "",

@@ -53,7 +53,6 @@ checkout, and a training cut off continues from its last checkpoint. A part not 
 ``RESULTS.md`` and the plot are rewritten at the end.
 """
 import argparse
-import importlib.util
 import json
 import sys
 from dataclasses import dataclass
@@ -61,9 +60,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, prune_checkpoints,
-                                         resumable_training, run_command, seed_dir,
-                                         shrunk_schedule)
+from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, load_script,
+                                         prune_checkpoints, resumable_training, run_command,
+                                         seed_dir, shrunk_schedule)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -493,10 +492,7 @@ def main(argv=None) -> None:
 @lru_cache(maxsize=None)
 def _sibling(name: str):
     """``<name>.py`` beside this script, as a module (projects are scripts, not packages)."""
-    spec = importlib.util.spec_from_file_location(f"resnext_{name}", HERE / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(HERE / f"{name}.py", f"resnext_{name}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 
 from densepose_ext.engine.recipe import (RESUME_CHECKPOINT_PERIOD, cached_record, claim_output_dir,
                                          display_command, resumable_training, save_record,
-                                         shrunk_schedule)
+                                         load_script, shrunk_schedule, written_by)
 
 
 def _opts(flat):
@@ -184,3 +184,23 @@ def test_report_only_book_runs_nothing_and_gives_what_is_recorded(tmp_path):
     assert done == {"command": command, "minutes": 2.0}
     assert book.step(tmp_path / "elsewhere" / "b" / "row.json", command, never,
                      prepare=never) is None
+
+
+def test_written_by_names_the_command_date_and_machine():
+    import os
+    import platform
+    import time
+
+    text = written_by("python projects/X/run.py --seeds 0 1 2")
+    assert text.startswith("Written by `python projects/X/run.py --seeds 0 1 2` (")
+    assert time.strftime("%Y-%m-%d") in text
+    assert f"{platform.machine()} CPU, {os.cpu_count()} cores)" in text
+
+
+def test_load_script_runs_a_script_as_its_own_module(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text("ROWS = ('a', 'b')\n\ndef double(x):\n    return 2 * x\n")
+    module = load_script(script, "some_recipe")
+    assert module.__name__ == "some_recipe" and module.ROWS == ("a", "b")
+    assert module.double(21) == 42
+    assert "some_recipe" not in sys.modules  # loading does not shadow a package of that name
