@@ -53,10 +53,10 @@ from densepose_ext.data.pseudo_labeled import (ANNOTATIONS_FILE, DETECTIONS_DIR,
 from densepose_ext.modeling.test_time_augmentation import DensePoseRCNNWithTTA
 from densepose_ext.structures import (FRAME_SIZE, DenseIUV, encode_dp_masks, mask_to_polygons,
                                       num_annotation_points, sample_annotation_points)
-from densepose_ext.utils import atomic_write
+from densepose_ext.utils import atomic_write, file_sha256
 
 from .dense_targets import chart_outputs_to_targets, read_valid_target, write_target
-from .interpolate import _progress, _sha256, build_teacher
+from .interpolate import _progress, build_teacher
 from .output_dir import claim_output_dir
 
 __all__ = [
@@ -443,7 +443,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Optional[dict]:
         params = {
             "name": out_dir.name + PSEUDO_SUFFIX, "source": source, "image_root": image_root,
             "metadata_dataset": meta_name or labelled,
-            "model_id": "sha256:" + _sha256(args.weights),
+            "model_id": "sha256:" + file_sha256(args.weights),
             "config_file": str(Path(args.config_file).absolute()), "opts": list(args.opts),
             "multi_transform": bool(args.multi_transform), "transforms": labeller.transforms(),
             "target_size": int(args.target_size), "min_score": float(args.min_score),

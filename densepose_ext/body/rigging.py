@@ -11,7 +11,7 @@ from scipy.optimize import nnls
 from . import pose as _pose
 from .template import EPS, NUM_BETAS, SKELETON, mesh_adjacency
 
-__all__ = ["bones", "project_on_bones", "skinning_weights", "joint_regressor", "descendants",
+__all__ = ["bones", "skinning_weights", "joint_regressor", "descendants",
            "shape_directions"]
 
 
