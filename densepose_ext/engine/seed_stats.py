@@ -3,8 +3,8 @@
 A comparison of two rows is "reproduced" only when the difference of their seed means lies in
 the claimed direction and exceeds twice its standard error (Welch: the two rows' seeds are
 independent runs). A difference within two standard errors is "not resolved at this budget";
-one beyond them in the other direction is "opposite (> 2 SE)". With fewer than two seeds in
-either row nothing is resolved.
+one beyond them in the other direction is "opposite (> 2 SE)". With fewer than
+:data:`MIN_SEEDS` seeds in either row nothing is resolved: a claim needs at least three runs a side.
 """
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-__all__ = ["REPRODUCED", "NOT_RESOLVED", "OPPOSITE", "SeedStats", "Comparison", "compare_rows",
+__all__ = ["REPRODUCED", "NOT_RESOLVED", "OPPOSITE", "MIN_SEEDS", "SeedStats", "Comparison", "compare_rows",
            "format_mean_std", "VERDICT_RULE", "comparison_cells"]
 
 REPRODUCED = "reproduced"
 NOT_RESOLVED = "not resolved at this budget"
 OPPOSITE = "opposite (> 2 SE)"
+#: seeds each row needs before a comparison can be resolved either way
+MIN_SEEDS = 3
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Comparison:
     before: SeedStats
     after: SeedStats
     difference: float
-    standard_error: Optional[float]  # None with fewer than two seeds on a side
+    standard_error: Optional[float]  # None with a single seed on a side
     verdict: str
 
 
@@ -58,6 +60,8 @@ def compare_rows(before: Sequence[float], after: Sequence[float],
     if b.n < 2 or a.n < 2:
         return Comparison(b, a, diff, None, NOT_RESOLVED)
     se = math.sqrt(b.std ** 2 / b.n + a.std ** 2 / a.n)
+    if b.n < MIN_SEEDS or a.n < MIN_SEEDS:
+        return Comparison(b, a, diff, se, NOT_RESOLVED)
     gain = diff if higher_is_better else -diff
     if gain > 2 * se:
         verdict = REPRODUCED

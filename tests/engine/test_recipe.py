@@ -95,6 +95,10 @@ def test_verdicts_need_a_difference_beyond_two_standard_errors():
     # one seed on either side never resolves, however large the difference
     one = compare_rows([1.0], [9.0, 9.1, 9.2])
     assert one.verdict == NOT_RESOLVED and one.standard_error is None
+    # two seeds give a standard error but no verdict: a claim needs three runs a side
+    two = compare_rows([1.0, 1.1], [9.0, 9.1, 9.2])
+    assert two.verdict == NOT_RESOLVED and two.standard_error > 0
+    assert compare_rows([1.0, 1.1, 1.2], [9.0, 9.1, 9.2]).verdict == REPRODUCED
 
 
 def test_recorded_step_runs_once_per_command(tmp_path):
