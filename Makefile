@@ -14,7 +14,7 @@ data: setup
 	$(PY) -m synthesis.prepare --rerender-outdated
 
 ## Set everything up, render the embedded data, look at it, then train, evaluate and apply
-## DensePose R-CNN on it (CPU, about 20 minutes on 2 cores).
+## DensePose R-CNN on it (CPU, about 23 minutes on 2 cores once the data are rendered).
 demo: data
 	$(PY) tools/visualize_data.py --dataset densepose_embedded_val --num 8 --cols 2 \
 	    --out $(DEMO_OUT)/embedded_val_grid.png
