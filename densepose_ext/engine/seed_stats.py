@@ -3,8 +3,8 @@
 A comparison of two rows is "reproduced" only when the difference of their seed means lies in
 the claimed direction and exceeds twice its standard error (Welch: the two rows' seeds are
 independent runs). A difference within two standard errors is "not resolved at this budget";
-one beyond them in the other direction is "opposite (> 2 SE)". With fewer than
-:data:`MIN_SEEDS` seeds in either row nothing is resolved: a claim needs at least three runs a side.
+one beyond them in the other direction is "opposite (> 2 SE)". With fewer than :data:`MIN_SEEDS`
+seeds in either row nothing is resolved: a claim needs at least three runs a side.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-__all__ = ["REPRODUCED", "NOT_RESOLVED", "OPPOSITE", "MIN_SEEDS", "SeedStats", "Comparison", "compare_rows",
-           "format_mean_std", "VERDICT_RULE", "comparison_cells"]
+__all__ = ["REPRODUCED", "NOT_RESOLVED", "OPPOSITE", "MIN_SEEDS", "SeedStats", "Comparison",
+           "compare_rows", "format_mean_std", "VERDICT_RULE", "comparison_cells"]
 
 REPRODUCED = "reproduced"
 NOT_RESOLVED = "not resolved at this budget"
