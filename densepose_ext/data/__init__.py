@@ -3,6 +3,7 @@ catalogs (generic, the real DensePose-COCO splits, interpolated and pseudo-label
 directories), the dataset mapper and the data loaders. Importing it registers nothing: the
 built-in datasets are registered by :mod:`synthesis.builtin_datasets`."""
 from .catalog import (
+    COCO_IMAGE_SPLITS,
     COCO_SPLITS,
     datasets_root,
     densepose_metadata,
@@ -38,6 +39,7 @@ from .pseudo_labeled import (
 )
 
 __all__ = [
+    "COCO_IMAGE_SPLITS",
     "COCO_SPLITS",
     "INTERPOLATED_SUFFIX",
     "PSEUDO_SUFFIX",

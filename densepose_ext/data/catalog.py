@@ -6,9 +6,10 @@ registration, so one bad directory never breaks import or other datasets),
 :func:`register_densepose_coco` and :func:`register_coco_splits` (the real DensePose-COCO
 files under ``$DETECTRON2_DATASETS``: ``coco/train2014``, ``coco/val2014``,
 ``coco/annotations/densepose_*.json``, with the official DensePose data files in
-``densepose_data/``). Which datasets a program knows about is decided above the library: the
-built-in datasets of this project (embedded, stitched, interpolated, pseudo-labelled) are
-registered by :mod:`synthesis.builtin_datasets`.
+``densepose_data/``; and COCO's unlabeled images, ``coco/unlabeled2017`` with
+``coco/annotations/image_info_unlabeled2017.json``, for data distillation and mean teacher).
+Which datasets a program knows about is decided above the library: the built-in datasets
+of this project (embedded, stitched, interpolated, pseudo-labelled) are registered by :mod:`synthesis.builtin_datasets`.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ __all__ = [
     "ANNOTATIONS_FILE",
     "TARGETS_DIR",
     "COCO_SPLITS",
+    "COCO_IMAGE_SPLITS",
     "LOCATION_KEYS",
     "datasets_root",
     "generated_root",
@@ -56,6 +58,10 @@ COCO_SPLITS: Dict[str, tuple] = {
         "coco/val2014", "coco/annotations/densepose_minival2014_100.json"),
     "densepose_coco_2014_valminusminival": (
         "coco/val2014", "coco/annotations/densepose_valminusminival2014.json"),
+}
+#: Real COCO image sets without annotations: name -> (image dir, image-info json).
+COCO_IMAGE_SPLITS: Dict[str, tuple] = {
+    "coco_2017_unlabeled": ("coco/unlabeled2017", "coco/annotations/image_info_unlabeled2017.json"),
 }
 #: in a generated dataset directory: its DensePose-COCO json, and its dense IUV targets
 ANNOTATIONS_FILE = "annotations.json"
@@ -123,28 +129,37 @@ def register_failed(name: str, error: Exception, **metadata) -> str:
     return register_dataset(name, load, registration_error=str(error), **metadata)
 
 
-def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path) -> bool:
-    """Register a real DensePose-COCO split if its json and image dir exist; return whether."""
+def register_densepose_coco(name: str, image_dir: str, json_rel: str, root: Path,
+                            images_only: bool = False) -> bool:
+    """Register a real DensePose-COCO split if its json and image dir exist; return whether.
+    ``images_only``: the json is an image-info file and the dataset has no annotations."""
     json_file = Path(root) / json_rel
     image_root = Path(root) / image_dir
     if not (json_file.is_file() and image_root.is_dir()):
         return False
+
+    def load() -> List[dict]:
+        records = load_densepose_coco_json(json_file, image_root, dataset_name=name,
+                                           images_only=images_only)
+        return [without_annotations(r) for r in records] if images_only else records
+
     register_dataset(
-        name, lambda: load_densepose_coco_json(json_file, image_root, dataset_name=name),
+        name, load,
         json_file=str(json_file.absolute()), image_root=str(image_root.absolute()),
         **official_body_metadata(root), **densepose_metadata())
     return True
 
 
 def register_coco_splits(root: Optional[Path] = None) -> List[str]:
-    """Register the DensePose-COCO splits found under ``root`` (:func:`datasets_root`) that
-    are not registered yet; return their names."""
+    """Register the DensePose-COCO splits and COCO image sets found under ``root``
+    (:func:`datasets_root`) that are not registered yet; return their names."""
     root = Path(root) if root is not None else datasets_root()
-    found = [name for name, (image_dir, json_rel) in COCO_SPLITS.items()
+    found = [name for splits, images_only in ((COCO_SPLITS, False), (COCO_IMAGE_SPLITS, True))
+             for name, (image_dir, json_rel) in splits.items()
              if name not in DatasetCatalog.list()
-             and register_densepose_coco(name, image_dir, json_rel, root)]
+             and register_densepose_coco(name, image_dir, json_rel, root, images_only)]
     if found:
-        logger.info("Registered DensePose-COCO splits: %s", ", ".join(found))
+        logger.info("Registered COCO splits: %s", ", ".join(found))
     return found
 
 

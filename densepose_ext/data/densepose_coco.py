@@ -99,7 +99,7 @@ def _id_text(x: Any) -> str:
     return str(x) if _is_id(x) else _short(x, 40)
 
 
-def _read_json(json_file: str) -> dict:
+def _read_json(json_file: str, images_only: bool = False) -> dict:
     try:
         with open(json_file, "r", encoding="utf-8") as f:
             data = json.load(f)
@@ -113,9 +113,11 @@ def _read_json(json_file: str) -> dict:
         raise DensePoseDatasetError(f"{json_file}: not a UTF-8 text file ({e})") from None
     if not isinstance(data, dict):
         raise DensePoseDatasetError(f"{json_file}: top level must be a json object")
-    for key in ("images", "annotations"):
+    for key in ("images",) if images_only else ("images", "annotations"):
         if not isinstance(data.get(key), list):
             raise DensePoseDatasetError(f"{json_file}: missing or invalid list {key!r}")
+    if images_only:  # an image-info file (COCO's test and unlabeled splits): images alone
+        data["annotations"] = []
     return data
 
 
@@ -382,6 +384,7 @@ def load_densepose_coco_json(
     dataset_name: Optional[str] = None,
     check_images: bool = True,
     skip_invalid: Optional[bool] = None,
+    images_only: bool = False,
 ) -> List[Dict[str, Any]]:
     """Read a DensePose-COCO json into detectron2 dataset dicts, validating every record.
 
@@ -396,6 +399,8 @@ def load_densepose_coco_json(
             image checks to the mapper.
         skip_invalid: drop images with a bad record instead of raising (logged with a count,
             the list written to the cache dir); None: ``$DENSEPOSE_SKIP_INVALID``.
+        images_only: read the images alone (a COCO image-info file, whose "annotations" may
+            be missing; any there are ignored): every dict has an empty annotation list.
 
     Returns:
         One dict per image: file_name (absolute), height, width, image_id, optionally
@@ -412,7 +417,7 @@ def load_densepose_coco_json(
     image_root = os.path.normpath(os.path.abspath(os.fspath(image_root)))
     json_dir = os.path.dirname(os.path.abspath(json_file))
     skip = skip_invalid_from_env() if skip_invalid is None else bool(skip_invalid)
-    data = _read_json(json_file)
+    data = _read_json(json_file, images_only)
     problem = _Problems(json_file, skip)
     cache = _HeaderCache(json_file, image_root)
     # an unchanged json that passed every record check before is not checked field by field

@@ -150,6 +150,40 @@ def test_real_coco_registered_only_when_present(tmp_path):
         MetadataCatalog.remove(name)
 
 
+def test_coco_unlabeled_images_register_from_their_image_info_file(tmp_path):
+    """COCO's unlabeled2017 (an image-info json: images, no "annotations" key) registers as
+    ``coco_2017_unlabeled``: every image, checked, with no annotations; a wrong image size is
+    one error naming the json and the image."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    from densepose_ext.data import COCO_IMAGE_SPLITS, register_coco_splits
+
+    toy_json = write_toy_dataset(tmp_path / "toy")
+    image_dir, json_rel = COCO_IMAGE_SPLITS["coco_2017_unlabeled"]
+    (tmp_path / image_dir).parent.mkdir(parents=True)
+    (tmp_path / "toy" / "images").rename(tmp_path / image_dir)
+    images = json.loads(toy_json.read_text())["images"]
+    info = tmp_path / json_rel
+    info.parent.mkdir(parents=True)
+    info.write_text(json.dumps({"info": {}, "images": images}))
+    name = "coco_2017_unlabeled"
+    assert name in register_coco_splits(tmp_path)
+    try:
+        dicts = DatasetCatalog.get(name)
+        assert [d["image_id"] for d in dicts] == [img["id"] for img in images]
+        assert all("annotations" not in d and Path(d["file_name"]).is_file() for d in dicts)
+        assert (dicts[0]["height"], dicts[0]["width"]) == (TOY_H, TOY_W)
+        assert MetadataCatalog.get(name).thing_classes == ["person"]
+        images[1]["height"] += 1
+        info.write_text(json.dumps({"images": images}))
+        with pytest.raises(DensePoseDatasetError, match=r"image_info_unlabeled2017\.json.*"
+                                                        rf"id={images[1]['id']}"):
+            DatasetCatalog.get(name)
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
 def test_embedded_split_loads_existing_files(tmp_path):
     """An embedded split whose files exist is loaded as is (no rendering)."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
