@@ -9,7 +9,8 @@ files under ``$DETECTRON2_DATASETS``: ``coco/train2014``, ``coco/val2014``,
 ``densepose_data/``; and COCO's unlabeled images, ``coco/unlabeled2017`` with
 ``coco/annotations/image_info_unlabeled2017.json``, for data distillation and mean teacher).
 Which datasets a program knows about is decided above the library: the built-in datasets
-of this project (embedded, stitched, interpolated, pseudo-labelled) are registered by :mod:`synthesis.builtin_datasets`.
+of this project (embedded, stitched, interpolated, pseudo-labelled) are
+registered by :mod:`synthesis.builtin_datasets`.
 """
 from __future__ import annotations
 
