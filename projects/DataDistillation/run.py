@@ -2,7 +2,7 @@
 """Data distillation (Radosavovic et al., 2018) on the embedded benchmark: train, label, retrain.
 
     python projects/DataDistillation/run.py [--iters 400] [--seeds 0 1 2] [--out DIR]
-        [--train D] [--unlabeled D] [--test D] [--results PATH] [--records DIR]
+        [--train D] [--unlabeled D] [--test D] [--results PATH] [--records DIR] [--report-only]
 
 1. ``baseline``: multi-task DensePose R-CNN (DensePose + mask + keypoints) fine-tuned from the
    embedded model zoo's backbone on the labelled split, once per seed.
@@ -24,6 +24,7 @@ is recorded with its command (``DIR/<step>/...json``, copied to ``records/`` nex
 script and committed) and skipped when re-run, so an interrupted recipe resumes, also on a fresh
 checkout; training continues from its last checkpoint. A finished step whose files a pending
 step reads (the teacher's weights, a label directory) is run again when they are gone.
+``--report-only`` runs nothing and writes RESULTS.md from what is recorded.
 Budget: about 4 hours on a 2-core CPU with the defaults (12 trainings of about 10 minutes at
 ~1.4 s per iteration in the recipes' fine-tuning setting,
 :data:`densepose_ext.engine.recipe.CPU_FINE_TUNING`; labelling 2400 images with one and with
@@ -78,11 +79,12 @@ class Recipe:
     """Runs the steps, each once (per seed), and keeps what they measured."""
 
     def __init__(self, out: Path, iters: int, train: str, unlabeled: str, test: str,
-                 records: Optional[Path] = None):
-        """``records`` keeps a copy of every step's record (see :class:`RecordBook`)."""
+                 records: Optional[Path] = None, report_only: bool = False):
+        """``records`` keeps a copy of every step's record; ``report_only``: run nothing,
+        steps not done give None (see :class:`RecordBook`)."""
         self.out, self.iters = out, iters
         self.train, self.unlabeled, self.test = train, unlabeled, test
-        self.book = RecordBook(out, records)
+        self.book = RecordBook(out, records, report_only)
 
     def pseudo_root(self, kind: str) -> Path:
         """Where one kind of labels for the unlabelled split lives (registered from there)."""
@@ -331,6 +333,8 @@ def main(argv=None) -> None:
     parser.add_argument("--train", default="densepose_embedded_train")
     parser.add_argument("--unlabeled", default="densepose_embedded_unlabeled")
     parser.add_argument("--test", default="densepose_embedded_val")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing; write RESULTS.md from the recorded steps")
     parser.add_argument("--rows", nargs="+", choices=tuple(ROWS), default=list(ROWS))
     parser.add_argument("--results", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--records", default=str(HERE / "records"),
@@ -343,7 +347,7 @@ def main(argv=None) -> None:
         parser.error("--seeds must include 0 (the seed-0 baseline is the teacher)")
     os.chdir(REPO)
     recipe = Recipe(Path(args.out).absolute(), args.iters, args.train, args.unlabeled, args.test,
-                    Path(args.records))
+                    Path(args.records), args.report_only)
 
     rows: Dict[str, List[dict]] = {}
     seeds = [0] + [s for s in args.seeds if s != 0]
@@ -352,12 +356,16 @@ def main(argv=None) -> None:
     tta = {v: recipe.tta(v) for v in TTA_VARIANTS}
     labels = {k: recipe.pseudo_label(k) for k in ("single", "multi")}
     quality = recipe.quality()
-    if "oracle" in args.rows:
+    if "oracle" in args.rows and not args.report_only:
         recipe.oracle_labels()
     for seed in seeds:  # seed by seed: a recipe stopped early has whole seeds of every row
         for row in ROWS:
             if row != "baseline" and row in args.rows:
                 rows.setdefault(row, []).append(recipe.train_row(row, seed))
+    # None: a step not recorded yet (--report-only)
+    rows = {name: [r for r in recs if r is not None] for name, recs in rows.items()}
+    tta = {k: r for k, r in tta.items() if r is not None}
+    labels = {k: r for k, r in labels.items() if r is not None}
     print(write_results(Path(args.results), args, rows, tta, labels, quality))
 
 

@@ -78,6 +78,34 @@ def test_students_mix_labelled_and_pseudo_labelled_images(tmp_path, monkeypatch,
         assert c[c.index("INPUT.DENSEPOSE_DENSE_POINTS") + 1] == "0"
 
 
+def test_report_only_runs_nothing_and_reports_the_recorded_steps(tmp_path, monkeypatch,
+                                                                 project_recipe):
+    recipe = project_recipe("DataDistillation")
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(recipe, "run_command", lambda cmd, cwd, env=None: 0.5)
+    out, records = tmp_path / "out", tmp_path / "records"
+    seed_out = out / "baseline" / "seed0"
+    seed_out.mkdir(parents=True)
+    (seed_out / "eval_results.json").write_text(json.dumps(
+        {"densepose_summary": {k: 0.25 for k in ("gps_ap", "gpsm_ap", "auc10", "auc20",
+                                                 "auc30")}}))
+    recipe.Recipe(out, 400, "densepose_embedded_train", "densepose_embedded_unlabeled",
+                  "densepose_embedded_val", records).train_row("baseline", 0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--report-only ran a step")
+
+    monkeypatch.setattr(recipe, "run_command", refuse)
+    results = tmp_path / "RESULTS.md"
+    recipe.main(["--report-only", "--seeds", "0", "--out", str(out), "--records", str(records),
+                 "--results", str(results)])
+    text = results.read_text()
+    baseline = [line for line in text.splitlines() if line.startswith("| baseline |")][0]
+    assert "| 1 |" in baseline and "| 0.250 (1 seed) |" in baseline
+    assert "| distill_multi |" in text and "not run" in text
+    assert "Multi-transform inference of the teacher" not in text
+
+
 @pytest.mark.slow
 def test_recipe_runs_every_step_on_the_mini_split(tmp_path):
     import subprocess
