@@ -3,6 +3,7 @@
 
     python projects/MeanTeacher/run.py [--iters 400] [--seeds 0 1 2] [--out DIR]
         [--distillation-out DIR] [--results PATH] [--records DIR] [--distillation-records DIR]
+        [--report-only]
 
 Same labelled / unlabelled / test splits, model (multi-task DensePose R-CNN from the embedded
 model zoo's backbone), schedule and seeds as projects/DataDistillation:
@@ -21,7 +22,8 @@ Teacher and student are both evaluated four times during training; the last eval
 the table (the teacher for the mean-teacher rows), the series draw ``teacher_vs_student.png``.
 Verdicts by :func:`densepose_ext.engine.seed_stats.compare_rows`. Steps are recorded (a copy
 under ``records/`` next to this script, committed) and skipped when re-run, also on a fresh
-checkout; training resumes from its last checkpoint. Budget: about 3 hours on a
+checkout; training resumes from its last checkpoint; ``--report-only`` runs nothing and writes
+RESULTS.md (and the plot) from what is recorded. Budget: about 3 hours on a
 2-core CPU (6 trainings with the teacher's extra forward pass and 8 evaluations each).
 """
 import argparse
@@ -93,11 +95,13 @@ def eval_series(metrics_file: Path) -> Dict[str, List[List[float]]]:
 class Recipe:
     """Runs the mean-teacher rows, each once per seed, and keeps what they measured."""
 
-    def __init__(self, out: Path, iters: int, distillation, records: Optional[Path] = None):
+    def __init__(self, out: Path, iters: int, distillation, records: Optional[Path] = None,
+                 report_only: bool = False):
         """``distillation``: (the data-distillation recipe module, its Recipe); ``records``
-        keeps a copy of every step's record (see :class:`RecordBook`)."""
+        keeps a copy of every step's record; ``report_only``: run nothing, steps not done
+        give None (see :class:`RecordBook`)."""
         self.out, self.iters, self.dd = out, iters, distillation
-        self.book = RecordBook(out, records)
+        self.book = RecordBook(out, records, report_only)
 
     def train_row(self, row: str, seed: int) -> dict:
         dd_module, dd = self.dd
@@ -233,17 +237,23 @@ def main(argv=None) -> None:
     parser.add_argument("--distillation-records",
                         default=str(REPO / "projects" / "DataDistillation" / "records"),
                         help="the data-distillation recipe's --records")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing; write RESULTS.md from the recorded steps")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     dd_module = _distillation_recipe()
     dd = dd_module.Recipe(Path(args.distillation_out).absolute(), args.iters, args.train,
-                          args.unlabeled, args.test, Path(args.distillation_records))
-    recipe = Recipe(Path(args.out).absolute(), args.iters, (dd_module, dd), Path(args.records))
+                          args.unlabeled, args.test, Path(args.distillation_records),
+                          args.report_only)
+    recipe = Recipe(Path(args.out).absolute(), args.iters, (dd_module, dd), Path(args.records),
+                    args.report_only)
     rows: Dict[str, List[dict]] = {}
     for seed in args.seeds:
         rows.setdefault("baseline", []).append(dd.train_row("baseline", seed))
         for row in ROWS:
             rows.setdefault(row, []).append(recipe.train_row(row, seed))
+    # None: a step not recorded yet (--report-only)
+    rows = {name: [r for r in recs if r is not None] for name, recs in rows.items()}
     rows["mean_teacher_student"] = [dict(r, metrics=r["student_metrics"])
                                     for r in rows["mean_teacher"]]
     distilled = [dd.book.read(seed_dir(dd.out, "distill_multi", s) / "row.json")

@@ -81,6 +81,39 @@ def test_results_table_plot_and_verdicts(tmp_path, project_recipe):
     assert "| distill_multi |" in text and "not run" in text
 
 
+def test_report_only_runs_nothing_and_reports_the_recorded_steps(tmp_path, monkeypatch,
+                                                                 project_recipe):
+    recipe = project_recipe("MeanTeacher")
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(recipe, "run_command", lambda cmd, cwd, env=None: 1.0)
+    dd_module = recipe._distillation_recipe()
+    dd = dd_module.Recipe(tmp_path / "dd", 400, "densepose_embedded_train",
+                          "densepose_embedded_unlabeled", "densepose_embedded_val",
+                          tmp_path / "dd_records")
+    out = tmp_path / "mt" / "mean_teacher" / "seed0"
+    out.mkdir(parents=True)
+    _metrics_file(out / "metrics.json", [(199, 4.0, 3.0), (399, 6.0, 5.0)])
+    recipe.Recipe(tmp_path / "mt", 400, (dd_module, dd),
+                  tmp_path / "mt_records").train_row("mean_teacher", 0)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--report-only ran a step")
+
+    monkeypatch.setattr(recipe, "run_command", refuse)
+    monkeypatch.setattr(dd_module, "run_command", refuse)
+    results = tmp_path / "RESULTS.md"
+    recipe.main(["--report-only", "--seeds", "0", "--out", str(tmp_path / "mt"),
+                 "--distillation-out", str(tmp_path / "dd"), "--results", str(results),
+                 "--records", str(tmp_path / "mt_records"),
+                 "--distillation-records", str(tmp_path / "dd_records")])
+    lines = {line.split("|")[1].strip(): line for line in results.read_text().splitlines()
+             if line.startswith("| ")}
+    assert "| 1 |" in lines["mean_teacher"] and "| 6.0 (1 seed) |" in lines["mean_teacher"]
+    assert "| 5.0 (1 seed) |" in lines["mean_teacher_student"]
+    assert "not run" in lines["baseline"] and "not run" in lines["pi_model"]
+    assert (tmp_path / "teacher_vs_student.png").is_file()
+
+
 @pytest.mark.slow
 def test_recipe_runs_on_the_mini_split(tmp_path):
     import subprocess
