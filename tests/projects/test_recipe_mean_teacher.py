@@ -40,7 +40,8 @@ def test_mean_teacher_rows_train_on_labelled_and_unlabelled_images(tmp_path, mon
     dd_module = recipe._distillation_recipe()
     dd = dd_module.Recipe(tmp_path / "dd", 400, "lab", "unl", "test")
     r = recipe.Recipe(tmp_path / "mt", 400, (dd_module, dd))
-    for row in ("mean_teacher", "pi_model"):
+    decays = {}
+    for row in ("mean_teacher", "mean_teacher_scaled", "pi_model"):
         out = tmp_path / "mt" / row / "seed0"
         out.mkdir(parents=True)
         _metrics_file(out / "metrics.json", [(399, 3.0, 2.0)])
@@ -50,7 +51,13 @@ def test_mean_teacher_rows_train_on_labelled_and_unlabelled_images(tmp_path, mon
         assert cmd[cmd.index("MEAN_TEACHER.ENABLED") + 1] == "True"
         assert cmd[cmd.index("TEST.EVAL_PERIOD") + 1] == "100"
         assert record["metrics"]["gps_ap"] == 3.0 and record["student_metrics"]["gps_ap"] == 2.0
-    assert cmd[cmd.index("MEAN_TEACHER.EMA_DECAY") + 1] == "0.0"  # the Pi-model
+        decays[row] = [cmd[cmd.index(k) + 1] if k in cmd else None
+                       for k in ("MEAN_TEACHER.EMA_DECAY", "MEAN_TEACHER.EMA_DECAY_RAMPUP")]
+    # the paper's decays (config defaults); horizons of 20 and 2 steps; the Pi-model
+    assert decays == {"mean_teacher": [None, None], "mean_teacher_scaled": ["0.95", "0.5"],
+                      "pi_model": ["0.0", "0.0"]}
+    assert recipe.scaled_decays(2) == ["MEAN_TEACHER.EMA_DECAY", "0",
+                                       "MEAN_TEACHER.EMA_DECAY_RAMPUP", "0"]
 
 
 def test_results_table_plot_and_verdicts(tmp_path, project_recipe):
@@ -64,20 +71,26 @@ def test_results_table_plot_and_verdicts(tmp_path, project_recipe):
 
     rows = {"baseline": [rec(s, v) for s, v in enumerate([10.0, 10.1, 9.9])],
             "mean_teacher": [rec(s, v, v - 2) for s, v in enumerate([13.0, 13.1, 12.9])],
+            "mean_teacher_scaled": [rec(s, v, v + 1) for s, v in enumerate([9.0, 9.1, 8.9])],
             "pi_model": [rec(s, v) for s, v in enumerate([11.0, 14.0, 12.0])]}
-    rows["mean_teacher_student"] = [dict(r, metrics=r["student_metrics"])
-                                    for r in rows["mean_teacher"]]
+    for row in ("mean_teacher", "mean_teacher_scaled"):
+        rows[f"{row}_student"] = [dict(r, metrics=r["student_metrics"]) for r in rows[row]]
     recipe.plot_series(tmp_path / "teacher_vs_student.png", rows)
     assert (tmp_path / "teacher_vs_student.png").stat().st_size > 5000
     args = argparse.Namespace(iters=200, seeds=[0, 1, 2])
     text = recipe.write_results(tmp_path / "RESULTS.md", args, rows, [["python", "x"]])
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     verdict = {line.split("|")[1].strip() + line.split("|")[2].strip(): line for line in lines}
-    assert verdict["supervised -> mean teachergps_ap"].rstrip().endswith("| reproduced |")
-    assert verdict["student -> teacher (mean teacher run)gps_ap"].rstrip().endswith(
-        "| reproduced |")
-    assert verdict["Pi-model -> mean teachergps_ap"].rstrip().endswith(
-        "| not resolved at this budget |")
+    ends = {what: line.rstrip().rsplit("|", 2)[-2].strip() for what, line in verdict.items()}
+    assert ends["supervised -> mean teacher (paper's decays)gps_ap"] == "reproduced"
+    assert ends["student -> teacher (paper's decays)gps_ap"] == "reproduced"
+    assert ends["Pi-model -> mean teacher (paper's decays)gps_ap"] == "not resolved at this budget"
+    assert ends["supervised -> mean teacher (scaled decays)gps_ap"] == "opposite (> 2 SE)"
+    assert ends["student -> teacher (scaled decays)gps_ap"] == "opposite (> 2 SE)"
+    assert "| mean_teacher_scaled_student | the students of the `mean_teacher_scaled` runs | 3 |" \
+        in text
+    assert "MEAN_TEACHER.EMA_DECAY 0.95 MEAN_TEACHER.EMA_DECAY_RAMPUP 0.5" not in text
+    assert "MEAN_TEACHER.EMA_DECAY 0.9 MEAN_TEACHER.EMA_DECAY_RAMPUP 0" in text  # 200 iters
     assert "| distill_multi |" in text and "not run" in text
 
 
