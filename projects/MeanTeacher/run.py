@@ -59,8 +59,9 @@ def scaled_decays(iters: int) -> List[str]:
     iterations); a horizon under one step is decay 0."""
     horizon = iters * SCALED_HORIZON
     decay, rampup = (max(0.0, 1.0 - 1.0 / h) for h in (horizon, horizon / PAPER_HORIZON_RATIO))
-    return ["MEAN_TEACHER.EMA_DECAY", f"{decay:.4g}", "MEAN_TEACHER.EMA_DECAY_RAMPUP",
-            f"{rampup:.4g}"]
+    # repr of a float keeps the point ("0.0"): the config refuses an int for a float key
+    return ["MEAN_TEACHER.EMA_DECAY", repr(round(decay, 4)), "MEAN_TEACHER.EMA_DECAY_RAMPUP",
+            repr(round(rampup, 4))]
 
 
 #: rows trained here: name -> (label, config overrides for a schedule of ``iters`` iterations)

@@ -56,8 +56,9 @@ def test_mean_teacher_rows_train_on_labelled_and_unlabelled_images(tmp_path, mon
     # the paper's decays (config defaults); horizons of 20 and 2 steps; the Pi-model
     assert decays == {"mean_teacher": [None, None], "mean_teacher_scaled": ["0.95", "0.5"],
                       "pi_model": ["0.0", "0.0"]}
-    assert recipe.scaled_decays(2) == ["MEAN_TEACHER.EMA_DECAY", "0",
-                                       "MEAN_TEACHER.EMA_DECAY_RAMPUP", "0"]
+    # float literals even at decay 0 (the config refuses an int for a float key)
+    assert recipe.scaled_decays(2) == ["MEAN_TEACHER.EMA_DECAY", "0.0",
+                                       "MEAN_TEACHER.EMA_DECAY_RAMPUP", "0.0"]
 
 
 def test_results_table_plot_and_verdicts(tmp_path, project_recipe):
@@ -90,7 +91,7 @@ def test_results_table_plot_and_verdicts(tmp_path, project_recipe):
     assert "| mean_teacher_scaled_student | the students of the `mean_teacher_scaled` runs | 3 |" \
         in text
     assert "MEAN_TEACHER.EMA_DECAY 0.95 MEAN_TEACHER.EMA_DECAY_RAMPUP 0.5" not in text
-    assert "MEAN_TEACHER.EMA_DECAY 0.9 MEAN_TEACHER.EMA_DECAY_RAMPUP 0" in text  # 200 iters
+    assert "MEAN_TEACHER.EMA_DECAY 0.9 MEAN_TEACHER.EMA_DECAY_RAMPUP 0.0." in text  # 200 its
     assert "| distill_multi |" in text and "not run" in text
 
 
