@@ -88,8 +88,8 @@ def test_results_table_plot_and_verdicts(tmp_path, project_recipe):
     assert ends["Pi-model -> mean teacher (paper's decays)gps_ap"] == "not resolved at this budget"
     assert ends["supervised -> mean teacher (scaled decays)gps_ap"] == "opposite (> 2 SE)"
     assert ends["student -> teacher (scaled decays)gps_ap"] == "opposite (> 2 SE)"
-    assert "| mean_teacher_scaled_student | the students of the `mean_teacher_scaled` runs | 3 |" \
-        in text
+    assert "| mean_teacher_scaled_student | the students of the `mean_teacher_scaled` runs | 3 | " \
+        "(same runs) |" in text
     assert "MEAN_TEACHER.EMA_DECAY 0.95 MEAN_TEACHER.EMA_DECAY_RAMPUP 0.5" not in text
     assert "MEAN_TEACHER.EMA_DECAY 0.9 MEAN_TEACHER.EMA_DECAY_RAMPUP 0.0." in text  # 200 its
     assert "| distill_multi |" in text and "not run" in text
