@@ -14,14 +14,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from ..utils import atomic_write
 
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
-           "shrunk_schedule", "schedule_text", "CPU_FINE_TUNING", "resumable_training",
-           "claim_output_dir", "display_command", "portable_command", "seed_dir",
-           "prune_checkpoints", "write_report", "written_by", "load_script"]
+           "recorded_rows", "shrunk_schedule", "schedule_text", "CPU_FINE_TUNING",
+           "resumable_training", "claim_output_dir", "display_command", "portable_command",
+           "seed_dir", "prune_checkpoints", "write_report", "written_by", "load_script"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
 
@@ -138,6 +138,12 @@ class RecordBook:
         if prepare is not None:
             prepare()
         return self.save(path, {"command": list(command), **run()})
+
+
+def recorded_rows(rows: Dict[str, List[Optional[dict]]]) -> Dict[str, List[dict]]:
+    """``rows`` (row name -> its seeds' records) without the steps not recorded yet: the
+    ``None`` a :class:`RecordBook` gives under ``report_only``."""
+    return {name: [r for r in records if r is not None] for name, records in rows.items()}
 
 
 def seed_dir(out: Path, row: str, seed: int) -> Path:

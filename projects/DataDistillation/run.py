@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
-                                         prune_checkpoints, resumable_training, run_command,
-                                         save_record, schedule_text, seed_dir, shrunk_schedule,
-                                         write_report, written_by)
+                                         prune_checkpoints, recorded_rows, resumable_training,
+                                         run_command, save_record, schedule_text, seed_dir,
+                                         shrunk_schedule, write_report, written_by)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -363,7 +363,7 @@ def main(argv=None) -> None:
             if row != "baseline" and row in args.rows:
                 rows.setdefault(row, []).append(recipe.train_row(row, seed))
     # None: a step not recorded yet (--report-only)
-    rows = {name: [r for r in recs if r is not None] for name, recs in rows.items()}
+    rows = recorded_rows(rows)
     tta = {k: r for k, r in tta.items() if r is not None}
     labels = {k: r for k, r in labels.items() if r is not None}
     print(write_results(Path(args.results), args, rows, tta, labels, quality))

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, display_command,
-                                         prune_checkpoints, resumable_training, run_command,
-                                         load_script, seed_dir, shrunk_schedule, write_report,
-                                         written_by)
+                                         prune_checkpoints, recorded_rows, resumable_training,
+                                         run_command, load_script, seed_dir, shrunk_schedule,
+                                         write_report, written_by)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -236,9 +236,7 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]], commands: List)
             lines.append(f"| {name} | {labels[name]} | – | not run |" + " |" * len(METRIC_COLUMNS))
             continue
         # a student row is read from its teacher row's runs: their time is counted there
-        minutes = [r["minutes"] for r in recs if "minutes" in r]
-        if name.endswith("_student"):
-            minutes = []
+        minutes = [r["minutes"] for r in recs if "minutes" in r and not name.endswith("_student")]
         lines.append(f"| {name} | {labels[name]} | {len(recs)} | "
                      + (f"{sum(minutes) / len(minutes):.1f}" if minutes else "(same runs)")
                      + " | " + " | ".join(_cell(recs, k) for k, _ in METRIC_COLUMNS) + " |")
@@ -289,7 +287,7 @@ def main(argv=None) -> None:
         for row in ROWS:
             rows.setdefault(row, []).append(recipe.train_row(row, seed))
     # None: a step not recorded yet (--report-only)
-    rows = {name: [r for r in recs if r is not None] for name, recs in rows.items()}
+    rows = recorded_rows(rows)
     for row in TEACHER_ROWS:
         rows[f"{row}_student"] = [dict(r, metrics=r["student_metrics"]) for r in rows[row]]
     distilled = [dd.book.read(seed_dir(dd.out, "distill_multi", s) / "row.json")

@@ -33,8 +33,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from densepose_ext.engine.recipe import (RecordBook, display_command, run_command, seed_dir,
-                                         load_script, write_report, written_by)
+from densepose_ext.engine.recipe import (RecordBook, display_command, load_script,
+                                         recorded_rows, run_command, seed_dir, write_report,
+                                         written_by)
 from densepose_ext.engine.seed_stats import VERDICT_RULE, comparison_cells, format_mean_std
 
 HERE = Path(__file__).resolve().parent
@@ -232,7 +233,7 @@ def main(argv=None) -> None:
             rows.setdefault(name, []).append(recipe.fit(name, seed))
         for name in NETWORK_ROWS:
             rows.setdefault(name, []).append(recipe.evaluate_network(name, seed))
-    rows = {name: [r for r in recs if r is not None] for name, recs in rows.items()}
+    rows = recorded_rows(rows)
     print(write_results(Path(args.results), args, rows))
 
 
