@@ -16,9 +16,11 @@ Rows, each once per seed and scored by the same evaluator on the test split:
   once), evaluated again with ``train_net.py --eval-only`` so that they are timed on this
   machine; ``kp`` also writes the keypoints ``fit_pred`` fits.
 
-Seconds per person: the fit's optimisation and rendering time over the persons it fitted; a
-network's inference time per image (detectron2's evaluator, data loading excluded) over the
-ground-truth persons per test image. Tables give mean ± std over the seeds and the verdict of
+Seconds per person, the same for every row: the pipeline's time over the ground-truth persons
+of the test split. A network's is its inference time per image (detectron2's evaluator, data
+loading excluded) over the persons per image; a fit's is its optimisation and rendering time,
+plus for ``fit_pred`` the ``kp`` model's seconds per person (the paper's pipeline detects the
+keypoints it fits). Tables give mean ± std over the seeds and the verdict of
 :func:`densepose_ext.engine.seed_stats.compare_rows` on the paper's claims. Steps are recorded
 (a copy under ``records/`` next to this script, committed) and skipped when re-run;
 ``--report-only`` runs nothing and writes RESULTS.md from what is recorded. Budget on
@@ -133,11 +135,29 @@ class Recipe:
             result = json.loads((out_dir / "metrics.json").read_text())
             summary, fit = result["densepose_summary"], result["fit"]
             metrics = {k: summary[k] for k in ("gps_ap", "gpsm_ap", "auc10", "auc20", "auc30")}
-            metrics["sec_per_person"] = fit["seconds_per_person_with_render"]
             return {"minutes": round(minutes, 2), "seed": seed, "metrics": metrics, "fit": fit}
 
         prepare = None if source == "gt" else (lambda: self.evaluate_network("kp", seed, True))
         return self.book.step(out_dir / "row.json", command, run, prepare=prepare)
+
+
+def with_fit_times(rows: Dict[str, List[dict]], persons: float) -> Dict[str, List[dict]]:
+    """``rows`` with the fits' seconds per person counted as the networks' are: the whole
+    pipeline's time over the ground-truth persons (``persons`` per test image), i.e. fitting
+    and rendering, plus for a fit of predicted keypoints the ``kp`` model's seconds per person
+    of the same seed (the inference that gives those keypoints; None when it is not recorded)."""
+    kp = {r["seed"]: r["metrics"]["sec_per_person"] for r in rows.get("kp", [])}
+    out = dict(rows)
+    for name, (_, source) in FIT_ROWS.items():
+        timed = []
+        for r in rows.get(name, []):
+            fit = r["fit"]
+            sec = (fit["fit_seconds"] + fit["render_seconds"]) / (persons * fit["num_images"])
+            if source == "pred":
+                sec = sec + kp[r["seed"]] if r["seed"] in kp else None
+            timed.append({**r, "metrics": {**r["metrics"], "sec_per_person": sec}})
+        out[name] = timed
+    return out
 
 
 def _digits(key: str) -> int:
@@ -171,8 +191,10 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]]) -> str:
         "(geodesic error on the 1.74 m template body, a missed person counts as infinite error), "
         "a fraction; **GPS AP / GPSm AP** in percent, COCO-style AP over GPS thresholds "
         "0.50:0.95, coarse-part normalisation, protocol `exact`; **s / person**: seconds on this "
-        "CPU per ground-truth person (networks: inference time per image over persons per image; "
-        "fitting: optimisation and rendering over fitted persons). Paper AUC10: DensePose-COCO, "
+        "CPU per ground-truth person, the whole pipeline's (networks: inference time per image "
+        "over persons per image; fitting: optimisation and rendering time over the test split's "
+        "persons, plus for `fit_pred` the `kp` model's seconds per person that give its "
+        "keypoints). Paper AUC10: DensePose-COCO, "
         "single-person setting (model fitting 0.23, FCN 0.43; the paper also gives 1-3 minutes "
         "per frame for fitting vs 4-25 frames/s for the FCN on a GPU), for orientation only.", "",
         "| row | what | seeds | " + " | ".join(h for _, h in METRIC_COLUMNS)
@@ -233,7 +255,7 @@ def main(argv=None) -> None:
             rows.setdefault(name, []).append(recipe.fit(name, seed))
         for name in NETWORK_ROWS:
             rows.setdefault(name, []).append(recipe.evaluate_network(name, seed))
-    rows = recorded_rows(rows)
+    rows = with_fit_times(recorded_rows(rows), persons_per_image(args.test))
     print(write_results(Path(args.results), args, rows))
 
 
