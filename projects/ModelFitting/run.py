@@ -58,7 +58,8 @@ COMPARISONS = (
     ("model fitting -> DensePose R-CNN", "auc10", "fit_pred", "rcnn", True),
 )
 METRIC_COLUMNS = (("auc10", "AUC10"), ("auc20", "AUC20"), ("auc30", "AUC30"),
-                  ("gps_ap", "GPS AP"), ("gpsm_ap", "GPSm AP"), ("sec_per_person", "s / person"))
+                  ("gps_ap", "GPS AP"), ("gpsm_ap", "GPSm AP"), ("keypoints_ap", "kp AP"),
+                  ("sec_per_person", "s / person"))
 _TIME_RE = re.compile(r"Total inference pure compute time: \S+ \(([0-9.]+) s / iter per device")
 
 
@@ -190,7 +191,8 @@ def write_results(path: Path, args, rows: Dict[str, List[dict]]) -> str:
         "Protocols: **AUC10/20/30** is the paper's pointwise AUC over every annotated point "
         "(geodesic error on the 1.74 m template body, a missed person counts as infinite error), "
         "a fraction; **GPS AP / GPSm AP** in percent, COCO-style AP over GPS thresholds "
-        "0.50:0.95, coarse-part normalisation, protocol `exact`; **s / person**: seconds on this "
+        "0.50:0.95, coarse-part normalisation, protocol `exact`; **kp AP**: COCO keypoint AP "
+        "(percent) of the model whose keypoints `fit_pred` fits; **s / person**: seconds on this "
         "CPU per ground-truth person, the whole pipeline's (networks: inference time per image "
         "over persons per image; fitting: optimisation and rendering time over the test split's "
         "persons, plus for `fit_pred` the `kp` model's seconds per person that give its "
