@@ -24,8 +24,9 @@ keypoints it fits). Tables give mean ± std over the seeds and the verdict of
 :func:`densepose_ext.engine.seed_stats.compare_rows` on the paper's claims. Steps are recorded
 (a copy under ``records/`` next to this script, committed) and skipped when re-run;
 ``--report-only`` runs nothing and writes RESULTS.md from what is recorded. Budget on
-a 2-core CPU, once the DensePoseCascade rows exist: 12 evaluations of ~1.5 minutes and 6 fits of
-~5 minutes, about 50 minutes.
+a 2-core CPU: 12 evaluations of ~1.5 minutes and 6 fits of ~1 minute once the DensePoseCascade
+models exist; from nothing (their 12 trainings first) the recipe took 72 minutes of wall time
+on a machine that also ran the test suite for half of it.
 """
 import argparse
 import json
