@@ -45,9 +45,9 @@ equal-parameter ResNeXt and ~0.8x for the equal-memory one (CPU-time ratios meas
 side), + an evaluation; 400 fine-tuning iterations at ~0.85 s, ~1.3x and ~1x, + an evaluation)
 = about 4.5 hours, plus about 7 minutes rendering the 4000 pretraining images on first use;
 expect twice that on a shared machine. Machines of the same kind differ: on another 2-core CPU,
-mostly unshared, seed 0 took 31 minutes of pretraining for the ResNet-18 (1.6 s per iteration)
-and 41 for the equal-parameter ResNeXt (2.4 s), and 4.3 and 5.3 minutes of fine-tuning: about
-2 hours per seed with the equal-memory row.
+mostly unshared, seed 0 took 31 minutes of pretraining for the ResNet-18 (1.6 s per iteration),
+41 for the equal-parameter ResNeXt (2.4 s) and 20 for the equal-memory one (1.1 s), then 4.3,
+5.3 and 3.7 minutes of fine-tuning: about 2 hours per seed with the evaluations.
 
 Every step is recorded with its exact command under ``--out`` and copied under ``--records``
 (``records/`` next to this script, committed): a re-run skips finished steps, also on a fresh
