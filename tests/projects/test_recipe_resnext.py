@@ -198,6 +198,9 @@ def test_part2_pretrains_and_fine_tunes_each_matched_backbone(tmp_path, fake):
     assert all(line.rstrip().endswith(("| reproduced |", "| not resolved at this budget |"))
                for line in verdicts)
     assert "gps_ap" in verdicts[0] and "reproduced" in verdicts[0]
+    # each claim beside the paper's own comparison, which only exists at equal complexity
+    assert all("23.9% -> ResNeXt-50 32x4d 22.2% top-1 error" in line for line in verdicts[:2])
+    assert all("never holds memory equal" in line for line in verdicts[2:])
     assert "## Part 1" in text and "Not run" in text
 
     # resumption: nothing runs again
