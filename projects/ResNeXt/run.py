@@ -373,12 +373,15 @@ def pretrain_schedule(iters: int, seed: int) -> List[str]:
 
 def iters_per_second(metrics_file: Path) -> Optional[float]:
     """Training iterations per second from detectron2's per-iteration ``time`` (logged
-    after its warm-up iterations) in a run's metrics.json; None when none was logged."""
+    after its warm-up iterations) in a run's metrics.json; None when none was logged. A run
+    resumed from a checkpoint logs its iterations after that checkpoint again: the last
+    timing of each iteration counts, the cut-off run's for the same iterations does not."""
     if not Path(metrics_file).is_file():
         return None
-    times = [row["time"] for row in map(json.loads, Path(metrics_file).read_text().splitlines())
-             if "time" in row]
-    return round(len(times) / sum(times), 4) if times else None
+    times = {row["iteration"]: row["time"]
+             for row in map(json.loads, Path(metrics_file).read_text().splitlines())
+             if "time" in row}
+    return round(len(times) / sum(times.values()), 4) if times else None
 
 
 class Training:

@@ -222,6 +222,20 @@ def test_pretrain_schedule_keeps_the_model_zoo_fractions(project_recipe):
     assert _option(recipe.pretrain_schedule(10, 0), "SOLVER.STEPS") == "(7, 9)"
 
 
+def test_speed_of_a_resumed_run_counts_each_iteration_once(tmp_path, project_recipe):
+    """A run cut off after its checkpoint at 39 and resumed logs 59 and 79 twice: the resumed
+    run's timings replace the cut-off run's, so the speed is 4 iterations over their times."""
+    recipe = project_recipe("ResNeXt")
+    rows = [{"iteration": 19, "time": 1.0}, {"iteration": 39, "time": 1.0},
+            {"iteration": 59, "time": 7.0}, {"iteration": 79, "time": 7.0},  # cut off
+            {"iteration": 59, "time": 2.0, "lr": 0.1}, {"iteration": 79, "time": 2.0},
+            {"iteration": 99, "bbox/AP": 30.0}]  # evaluation rows carry no time
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert recipe.iters_per_second(metrics) == pytest.approx(4 / 6.0, abs=1e-4)
+    assert recipe.iters_per_second(tmp_path / "missing.json") is None
+
+
 def test_configs_build_with_their_known_backbone_sizes():
     """Bottom-up parameters as ImageNet classifiers count them without the classifier
     (torchvision's resnet / resnext figures minus the 1000-way fc), within 0.5%."""
