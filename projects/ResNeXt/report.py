@@ -193,23 +193,30 @@ def part2_lines(p2: Optional[dict], args, rows: Sequence) -> List[str]:
         "bottom-up backbone frozen (the recipes' shrunk schedule), once per seed (both "
         f"steps), and is evaluated on `{args.test}`. Cells: mean ± std over the seeds. GPS "
         "AP in percent (coarse-part normalisation); AUC10 a fraction; it/s from detectron2's "
-        "per-iteration times; pretraining AP is the pretrained Mask + Keypoint R-CNN's bbox AP.",
+        "per-iteration times; pretraining AP is the pretrained Mask + Keypoint R-CNN's bbox AP. "
+        "Machines of one kind differ in speed, and seeds may run on different ones: the "
+        f"speed relative to {rows[0][0]} divides each seed's fine-tuning it/s by "
+        f"{rows[0][0]}'s of the same seed.",
         "",
         "| row | backbone | seeds | pretrain bbox AP | pretrain it/s | GPS AP | AUC10 | "
-        "train it/s | train peak (MiB) |", "|---|---|---|---|---|---|---|---|---|"]
+        f"train it/s | train it/s / {rows[0][0]}'s | train peak (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|"]
+    reference = {f["seed"]: f.get("iters_per_s") for f in runs[rows[0][0]]["finetune"]}
     for row, _ in rows:
         fin, pre = runs[row]["finetune"], runs[row]["pretrain"]
         label = p2["measured"][row]["label"]
         if not fin:
-            lines.append(f"| {row} | {label} | – | not run | | | | | |")
+            lines.append(f"| {row} | {label} | – | not run | | | | | | |")
             continue
+        relative = [f["iters_per_s"] / reference[f["seed"]] for f in fin
+                    if f.get("iters_per_s") and reference.get(f["seed"])]
         lines.append(
             f"| {row} | {label} | {len(fin)} | "
             f"{_cell([p['metrics'].get('bbox_AP') for p in pre], 1)} | "
             f"{_cell([p.get('iters_per_s') for p in pre], 3)} | "
             f"{_cell([f['metrics'].get('gps_ap') for f in fin], 2)} | "
             f"{_cell([f['metrics'].get('auc10') for f in fin], 3)} | "
-            f"{_cell([f.get('iters_per_s') for f in fin], 3)} | "
+            f"{_cell([f.get('iters_per_s') for f in fin], 3)} | {_cell(relative, 3)} | "
             f"{_mib(_peak(p2['measured'][row]))} |")
     return lines
 

@@ -64,7 +64,8 @@ class FakeRuns:
             weights.parent.mkdir(parents=True, exist_ok=True)
             weights.write_bytes(b"weights")
             weights.with_suffix(".json").write_text(json.dumps({"metrics": {"bbox_AP": 40.0}}))
-            (weights.parent / "metrics.json").write_text(json.dumps({"time": 0.5}) + "\n")
+            (weights.parent / "metrics.json").write_text(
+                json.dumps({"iteration": 19, "time": 0.5}) + "\n")
         else:  # train_net.py
             out = Path(_option(cmd, "OUTPUT_DIR"))
             seed = int(_option(cmd, "SEED"))
@@ -76,7 +77,8 @@ class FakeRuns:
                     "auc10": 0.2 + 0.01 * seed, "auc20": 0.3, "auc30": 0.4},
                  "bbox": {"AP": 30.0}}))
             (out / "metrics.json").write_text(
-                "\n".join(json.dumps({"iteration": i, "time": 0.25}) for i in range(3)) + "\n")
+                "\n".join(json.dumps({"iteration": i, "time": 0.5 if resnext else 0.25})
+                          for i in range(3)) + "\n")
         return 0.5
 
 
@@ -193,6 +195,9 @@ def test_part2_pretrains_and_fine_tunes_each_matched_backbone(tmp_path, fake):
     # results: mean ± std over the three seeds, verdicts computed
     assert results["X_eq_params"][2] == "3" and results["X_eq_params"][5] == "7.10 ± 0.10"
     assert results["R_18_GN"][5] == "5.10 ± 0.10" and results["R_18_GN"][3] == "40.0 ± 0.0"
+    # fine-tuning speed, and relative to the ResNet's of the same seed
+    assert results["R_18_GN"][7] == "4.000 ± 0.000" and results["X_eq_params"][7] == "2.000 ± 0.000"
+    assert results["R_18_GN"][8] == "1.000 ± 0.000" and results["X_eq_memory"][8] == "0.500 ± 0.000"
     verdicts = [line for line in text.splitlines() if line.startswith("| equal ")]
     assert len(verdicts) == 4
     assert all(line.rstrip().endswith(("| reproduced |", "| not resolved at this budget |"))
