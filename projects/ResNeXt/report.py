@@ -183,7 +183,7 @@ def part2_lines(p2: Optional[dict], args, rows: Sequence) -> List[str]:
             lines.append(f"- equal {what}, 32x{s['width']}d: R = {s['res2']} "
                          f"(ratio {s['ratio']:.3f}); tried {tried}")
 
-    runs = p2["runs"]
+    runs, base = p2["runs"], rows[0][0]
     lines += [
         "", "### Training", "",
         f"Each backbone is pretrained as the model zoo's (`{args.pretrain_train}`, Mask + "
@@ -195,13 +195,13 @@ def part2_lines(p2: Optional[dict], args, rows: Sequence) -> List[str]:
         "AP in percent (coarse-part normalisation); AUC10 a fraction; it/s from detectron2's "
         "per-iteration times; pretraining AP is the pretrained Mask + Keypoint R-CNN's bbox AP. "
         "Machines of one kind differ in speed, and seeds may run on different ones: the "
-        f"speed relative to {rows[0][0]} divides each seed's fine-tuning it/s by "
-        f"{rows[0][0]}'s of the same seed.",
+        f"speed relative to {base} divides each seed's fine-tuning it/s by "
+        f"{base}'s of the same seed.",
         "",
         "| row | backbone | seeds | pretrain bbox AP | pretrain it/s | GPS AP | AUC10 | "
-        f"train it/s | train it/s / {rows[0][0]}'s | train peak (MiB) |",
+        f"train it/s | train it/s / {base}'s | train peak (MiB) |",
         "|---|---|---|---|---|---|---|---|---|---|"]
-    reference = {f["seed"]: f.get("iters_per_s") for f in runs[rows[0][0]]["finetune"]}
+    reference = {f["seed"]: f.get("iters_per_s") for f in runs[base]["finetune"]}
     for row, _ in rows:
         fin, pre = runs[row]["finetune"], runs[row]["pretrain"]
         label = p2["measured"][row]["label"]
