@@ -21,9 +21,25 @@ from ..utils import atomic_write
 __all__ = ["run_command", "cached_record", "save_record", "recorded_step", "RecordBook",
            "recorded_rows", "shrunk_schedule", "schedule_text", "CPU_FINE_TUNING",
            "resumable_training", "claim_output_dir", "display_command", "portable_command",
-           "seed_dir", "prune_checkpoints", "write_report", "written_by", "load_script"]
+           "seed_dir", "prune_checkpoints", "write_report", "written_by", "load_script",
+           "machine_id"]
 
 RESUME_CHECKPOINT_PERIOD = 100  # iterations between the checkpoints an interrupted run resumes from
+
+
+def machine_id() -> str:
+    """The CPU model and this boot of the machine, e.g. ``"AMD EPYC / 3f2a..."``: speeds
+    recorded under the same id were measured on the same machine and compare directly, speeds
+    under different ids may differ by the machines alone."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    boot = Path("/proc/sys/kernel/random/boot_id")
+    boot_id = boot.read_text().strip() if boot.is_file() else platform.node()
+    return f"{cpu} / {boot_id}"
 
 
 def run_command(cmd: Sequence, cwd: Path, env: Optional[dict] = None) -> float:

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, load_script,
-                                         prune_checkpoints, resumable_training, run_command,
+                                         machine_id, prune_checkpoints, resumable_training, run_command,
                                          seed_dir, shrunk_schedule)
 
 HERE = Path(__file__).resolve().parent
@@ -405,7 +405,8 @@ class Training:
             prune_checkpoints(base / "pretrain")
             return {"minutes": round(minutes, 2), "seed": seed, "backbone": b.name,
                     "metrics": meta["metrics"],
-                    "iters_per_s": iters_per_second(base / "pretrain" / "metrics.json")}
+                    "iters_per_s": iters_per_second(base / "pretrain" / "metrics.json"),
+                    "machine": machine_id()}
 
         return self.steps.step(base / "pretrain.json", command, run,
                                outputs=[weights] if keep_weights else ())
@@ -428,7 +429,8 @@ class Training:
             prune_checkpoints(out_dir)
             return {"minutes": round(minutes, 2), "seed": seed, "backbone": b.name,
                     "metrics": read_headline_metrics(out_dir),
-                    "iters_per_s": iters_per_second(out_dir / "metrics.json")}
+                    "iters_per_s": iters_per_second(out_dir / "metrics.json"),
+                    "machine": machine_id()}
 
         return self.steps.step(base / "row.json", command, run,
                                prepare=lambda: self.pretrain(row, b, seed, keep_weights=True))
