@@ -196,29 +196,44 @@ def part2_lines(p2: Optional[dict], args, rows: Sequence) -> List[str]:
         "per-iteration times; pretraining AP is the pretrained Mask + Keypoint R-CNN's bbox AP. "
         "Machines of one kind differ in speed, and seeds may run on different ones: the "
         f"speed relative to {base} divides each seed's fine-tuning it/s by "
-        f"{base}'s of the same seed.",
+        f"{base}'s of the same seed, and counts a seed only when both ran on the same machine "
+        "(the records' `machine`: CPU model and boot; records from before that field count "
+        "as one machine, as each such seed's rows ran in one sitting); a cell that leaves "
+        "seeds out says how many it holds.",
         "",
         "| row | backbone | seeds | pretrain bbox AP | pretrain it/s | GPS AP | AUC10 | "
         f"train it/s | train it/s / {base}'s | train peak (MiB) |",
         "|---|---|---|---|---|---|---|---|---|---|"]
-    reference = {f["seed"]: f.get("iters_per_s") for f in runs[base]["finetune"]}
+    reference = {f["seed"]: f for f in runs[base]["finetune"]}
     for row, _ in rows:
         fin, pre = runs[row]["finetune"], runs[row]["pretrain"]
         label = p2["measured"][row]["label"]
         if not fin:
             lines.append(f"| {row} | {label} | – | not run | | | | | | |")
             continue
-        relative = [f["iters_per_s"] / reference[f["seed"]] for f in fin
-                    if f.get("iters_per_s") and reference.get(f["seed"])]
+        relative = [relative_speed(f, reference.get(f["seed"])) for f in fin]
+        relative = [r for r in relative if r is not None]
+        speed_ratio = _cell(relative, 3) + ("" if len(relative) == len(fin) or not relative
+                                            else f" ({len(relative)} of {len(fin)} seeds)")
         lines.append(
             f"| {row} | {label} | {len(fin)} | "
             f"{_cell([p['metrics'].get('bbox_AP') for p in pre], 1)} | "
             f"{_cell([p.get('iters_per_s') for p in pre], 3)} | "
             f"{_cell([f['metrics'].get('gps_ap') for f in fin], 2)} | "
             f"{_cell([f['metrics'].get('auc10') for f in fin], 3)} | "
-            f"{_cell([f.get('iters_per_s') for f in fin], 3)} | {_cell(relative, 3)} | "
+            f"{_cell([f.get('iters_per_s') for f in fin], 3)} | {speed_ratio} | "
             f"{_mib(_peak(p2['measured'][row]))} |")
     return lines
+
+
+def relative_speed(run: dict, reference: Optional[dict]) -> Optional[float]:
+    """``run``'s training it/s divided by ``reference``'s, None unless both were timed on
+    the same machine (equal ``machine`` fields; records without one compare as equal)."""
+    if not reference or not run.get("iters_per_s") or not reference.get("iters_per_s"):
+        return None
+    if run.get("machine") != reference.get("machine"):
+        return None
+    return run["iters_per_s"] / reference["iters_per_s"]
 
 
 def _cell(values: Sequence[Optional[float]], digits: int) -> str:

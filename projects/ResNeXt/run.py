@@ -64,8 +64,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from densepose_ext.engine.recipe import (RecordBook, claim_output_dir, load_script,
-                                         machine_id, prune_checkpoints, resumable_training, run_command,
-                                         seed_dir, shrunk_schedule)
+                                         machine_id, prune_checkpoints, resumable_training,
+                                         run_command, seed_dir, shrunk_schedule)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

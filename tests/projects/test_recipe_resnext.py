@@ -219,6 +219,26 @@ def test_part2_pretrains_and_fine_tunes_each_matched_backbone(tmp_path, fake):
     assert "7.10 ± 0.10" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_relative_speed_counts_only_seeds_timed_on_one_machine(tmp_path, fake):
+    recipe, runs = fake
+    args = _args(tmp_path, "--parts", "2", "--seeds", "0", "1", "2", "--iters", "20",
+                 "--pretrain-iters", "40", "--part2-size", "64", "--part2-images", "1")
+    recipe.main(args)
+    records = sorted(tmp_path.glob("*/part2/X_eq_memory/seed2/row.json"))
+    assert len(records) == 2  # under --out and under --records
+    record = json.loads(records[0].read_text())
+    assert record["machine"] == recipe.machine_id()  # training records name their machine
+    for path in records:  # seed 2 of this row timed elsewhere
+        path.write_text(json.dumps({**record, "machine": "another CPU / another boot"}))
+    n = len(runs.calls)
+    recipe.main(args)
+    assert len(runs.calls) == n
+    results = _table((tmp_path / "RESULTS.md").read_text(), "| row | backbone | seeds")
+    assert results["X_eq_memory"][2] == "3" and results["X_eq_memory"][7] == "2.000 ± 0.000"
+    assert results["X_eq_memory"][8] == "0.500 ± 0.000 (2 of 3 seeds)"
+    assert results["X_eq_params"][8] == "0.500 ± 0.000"
+
+
 def test_pretrain_schedule_keeps_the_model_zoo_fractions(project_recipe):
     recipe = project_recipe("ResNeXt")
     opts = recipe.pretrain_schedule(4000, 2)
